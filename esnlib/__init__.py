@@ -1,0 +1,44 @@
+"""esnlib: find, validate and steer emotion-sensitive neurons (ESNs) in large audio-language models.
+
+The public API (names follow the EVC paper, sections 3.1-3.5)::
+
+    sites = esnlib.find_sites(model, scope="lm")
+    out, stats = esnlib.capture(model, inputs, sites=sites, **generate_kwargs)
+    masks = esnlib.select(P, method, rate, seed=0, lape_percentile=95.0)
+    g2 = esnlib.edit(g, index, kind, alpha)
+    out = esnlib.generate(model, inputs, intervention=esnlib.Intervention(...), sites=sites, **generate_kwargs)
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+EMOTIONS = ("neutral", "angry", "happy", "sad", "surprise")
+TARGET_EMOTIONS = ("angry", "happy", "sad", "surprise")
+
+_EXPORTS = {
+    "find_sites": "sites",
+    "Site": "sites",
+    "flat_to_layer": "sites",
+    "layer_to_flat": "sites",
+    "capture": "capture",
+    "CaptureStats": "capture",
+    "StatsStore": "capture",
+    "select": "selection",
+    "activation_probabilities": "selection",
+    "edit": "intervention",
+    "Intervention": "intervention",
+    "generate": "intervention",
+    "ResultStore": "store",
+}
+
+__all__ = ["EMOTIONS", "TARGET_EMOTIONS", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import esnlib` stays cheap (no torch/nnsight until a core function is used).
+    if name in _EXPORTS:
+        mod = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(mod, name)
+    raise AttributeError(f"module 'esnlib' has no attribute {name!r}")

@@ -1,0 +1,331 @@
+"""Stage 5 of the EVC paper (section 3.5): emotion match, WER, deltas, the e_mask x e_tgt effect table,
+self/cross effect and gap, bootstrap CIs, and mask similarity (Jaccard, direct match, layer JSD; Table 5).
+
+WER is a fraction in code (0.19, not 19%); effect tables are in percentage points (pp), as in the paper.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "normalize_text",
+    "wer",
+    "sample_wer",
+    "emotion_match",
+    "delta",
+    "effect_table",
+    "self_cross",
+    "CI",
+    "bootstrap_ci",
+    "paired_bootstrap_ci",
+    "jaccard",
+    "direct_match",
+    "layer_distribution",
+    "jsd",
+    "layer_counts",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Content preservation: WER after whisper normalization
+# ----------------------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _normalizer():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalize_text(s: str | None) -> str:
+    """Whisper English normalization (lower case, punctuation, numbers, spellings). ``None`` -> ""."""
+    if s is None:
+        return ""
+    if not isinstance(s, str):
+        raise TypeError(f"normalize_text: expected a string, got {type(s).__name__}.")
+    return " ".join(_normalizer()(s).split())
+
+
+def _counts(refs: Sequence[str], hyps: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair (edits, reference words) after normalization; raises on an empty normalized reference."""
+    import jiwer
+
+    refs, hyps = list(refs), list(hyps)
+    if len(refs) != len(hyps):
+        raise ValueError(f"wer: {len(refs)} references but {len(hyps)} hypotheses.")
+    if not refs:
+        raise ValueError("wer: no pairs given.")
+    edits = np.zeros(len(refs))
+    words = np.zeros(len(refs))
+    for i, (r, h) in enumerate(zip(refs, hyps)):
+        if r is None:
+            raise ValueError(f"wer: reference {i} is None; every sample needs its source transcript.")
+        rn, hn = normalize_text(r), normalize_text(h)
+        if not rn.split():
+            raise ValueError(
+                f"wer: reference {i} ({r!r}) is empty after normalization, so WER is undefined; drop that "
+                "utterance or fix its transcript."
+            )
+        words[i] = len(rn.split())
+        if not hn.split():
+            edits[i] = words[i]  # every reference word deleted
+            continue
+        o = jiwer.process_words(rn, hn)
+        edits[i] = o.substitutions + o.deletions + o.insertions
+    return edits, words
+
+
+def wer(refs: Sequence[str], hyps: Sequence[str | None]) -> float:
+    """Corpus-level WER (total edits / total reference words) after whisper normalization; can exceed 1.0.
+
+    A ``None`` or empty hypothesis counts as all reference words deleted. An empty normalized reference raises.
+    """
+    edits, words = _counts(refs, hyps)
+    return float(edits.sum() / words.sum())
+
+
+def sample_wer(ref: str, hyp: str | None) -> float:
+    """WER of one sample (edits / reference words) after whisper normalization; can exceed 1.0."""
+    edits, words = _counts([ref], [hyp])
+    return float(edits[0] / words[0])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Emotion shift
+# ----------------------------------------------------------------------------------------------------------------
+def _match(pred, target) -> np.ndarray:
+    pred = np.asarray(pred, dtype=object).ravel()
+    target = np.asarray(target, dtype=object).ravel()
+    if target.size == 1 and pred.size != 1:
+        target = np.repeat(target, pred.size)
+    if pred.shape != target.shape:
+        raise ValueError(f"emotion_match: {pred.size} predictions but {target.size} targets.")
+    return np.array([isinstance(p, str) and p == t for p, t in zip(pred, target)], dtype=bool)
+
+
+def emotion_match(pred, target) -> float:
+    """Emotion match rate: the fraction of samples whose predicted label equals the target (a fraction in
+    [0, 1]). ``target`` may be one label for all. A missing prediction (None/NaN) counts as a miss."""
+    m = _match(pred, target)
+    if m.size == 0:
+        raise ValueError("emotion_match: no samples.")
+    return float(m.mean())
+
+
+def delta(value, baseline):
+    """Change relative to the baseline: ``value - baseline`` (scalars, arrays or pandas objects alike)."""
+    return value - baseline
+
+
+def effect_table(
+    df: pd.DataFrame,
+    baseline: pd.DataFrame,
+    judge_col: str,
+    mask_col: str = "mask_emotion",
+    target_col: str = "target",
+    id_col: str = "utt_id",
+    emotions: Sequence[str] | None = None,
+    scale: float = 100.0,
+) -> pd.DataFrame:
+    """The e_mask x e_tgt table of Δ emotion match (pp) of an intervention relative to the unintervened baseline.
+
+    ``df``: one row per intervened sample with columns ``id_col`` (utterance), ``target_col`` (instructed
+    e_tgt), ``mask_col`` (e_mask whose ESNs were edited) and ``judge_col`` (that judge's predicted label).
+    ``baseline``: one row per unintervened sample with ``id_col``, ``target_col`` and ``judge_col``.
+    Cell (e_mask, e_tgt) = scale * (match rate of the intervened samples in that cell - match rate of the
+    baseline on exactly the same (utt_id, e_tgt) pairs). Both frames must hold a single condition (one row per
+    key); a missing prediction counts as a miss. Rows: e_mask, columns: e_tgt, both in ``emotions`` order
+    (default: the labels present, in esnlib.EMOTIONS order; labels outside ``emotions`` are dropped). Cells
+    without samples are NaN.
+    """
+    for name, frame, cols in (
+        ("df", df, (id_col, target_col, mask_col, judge_col)),
+        ("baseline", baseline, (id_col, target_col, judge_col)),
+    ):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise KeyError(f"effect_table: {name} lacks columns {missing} (has {list(frame.columns)}).")
+    if df.duplicated([id_col, target_col, mask_col]).any():
+        raise ValueError(
+            "effect_table: df has several rows for the same (utt_id, target, mask_emotion); filter it to one "
+            "condition (selector, r, c, alpha, kind, ...) first."
+        )
+    if baseline.duplicated([id_col, target_col]).any():
+        raise ValueError("effect_table: baseline has several rows for the same (utt_id, target); filter it first.")
+    base = baseline[[id_col, target_col, judge_col]].rename(columns={judge_col: "_base_pred"})
+    merged = df[[id_col, target_col, mask_col, judge_col]].merge(base, on=[id_col, target_col], how="left",
+                                                                 indicator=True)
+    lost = merged["_merge"] != "both"
+    if lost.any():
+        ex = merged.loc[lost, [id_col, target_col]].head(3).to_dict("records")
+        raise ValueError(
+            f"effect_table: {int(lost.sum())} intervened samples have no baseline sample (e.g. {ex}); run the "
+            "baseline on the same utterances and targets."
+        )
+    merged["_d"] = _match(merged[judge_col], merged[target_col]).astype(float) - _match(
+        merged["_base_pred"], merged[target_col]
+    ).astype(float)
+    table = merged.groupby([mask_col, target_col])["_d"].mean().unstack(target_col) * scale
+    if emotions is None:
+        from .selection import _emotion_order
+
+        rows = sorted(table.index, key=_emotion_order)
+        cols = sorted(table.columns, key=_emotion_order)
+    else:
+        rows = cols = list(emotions)
+    table = table.reindex(index=rows, columns=cols)
+    table.index.name, table.columns.name = "e_mask", "e_tgt"
+    return table
+
+
+def self_cross(table: pd.DataFrame) -> dict[str, float]:
+    """Self effect (mean of cells with e_mask == e_tgt), cross effect (mean of the other cells) and
+    gap = self - cross, from an ``effect_table``. NaN cells are ignored."""
+    t = table.to_numpy(dtype=float)
+    diag = np.array([[r == c for c in table.columns] for r in table.index], dtype=bool)
+    if not diag.any():
+        raise ValueError("self_cross: no row label equals a column label; is this an e_mask x e_tgt table?")
+    s = float(np.nanmean(t[diag])) if np.isfinite(t[diag]).any() else float("nan")
+    off = t[~diag]
+    c = float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
+    return {"self": s, "cross": c, "gap": s - c}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Uncertainty
+# ----------------------------------------------------------------------------------------------------------------
+class CI(NamedTuple):
+    """A point estimate with a percentile bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def _boot_stat(stat: Callable, x: np.ndarray) -> np.ndarray:
+    try:
+        out = np.asarray(stat(x, axis=1), dtype=float)
+        if out.shape == (x.shape[0],):
+            return out
+    except TypeError:
+        pass
+    return np.array([stat(row) for row in x], dtype=float)
+
+
+def _check_boot(n: int, n_boot: int, level: float):
+    if n == 0:
+        raise ValueError("bootstrap_ci: no values.")
+    if n_boot < 1:
+        raise ValueError(f"bootstrap_ci: n_boot must be >= 1, got {n_boot}.")
+    if not (0 < level < 1):
+        raise ValueError(f"bootstrap_ci: level must be in (0, 1), got {level}.")
+
+
+def bootstrap_ci(values, stat: Callable = np.mean, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> CI:
+    """Percentile bootstrap CI of ``stat(values)`` (values resampled with replacement)."""
+    x = np.asarray(values, dtype=float).ravel()
+    _check_boot(x.size, n_boot, level)
+    rng = np.random.default_rng(seed)
+    boots = _boot_stat(stat, x[rng.integers(0, x.size, size=(n_boot, x.size))])
+    a = (1 - level) / 2
+    return CI(float(stat(x)), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
+
+
+def paired_bootstrap_ci(
+    treated, baseline, stat: Callable = np.mean, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> CI:
+    """CI of Δ = stat(treated) - stat(baseline) for two conditions on the same utterances.
+
+    Entry i of both arrays belongs to the same utterance; utterances are resampled (the same indices for both
+    conditions), which keeps the pairing and gives tighter intervals than independent resampling.
+    """
+    t = np.asarray(treated, dtype=float).ravel()
+    b = np.asarray(baseline, dtype=float).ravel()
+    if t.shape != b.shape:
+        raise ValueError(f"paired_bootstrap_ci: {t.size} treated vs {b.size} baseline values; they must be paired.")
+    _check_boot(t.size, n_boot, level)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, t.size, size=(n_boot, t.size))
+    boots = _boot_stat(stat, t[idx]) - _boot_stat(stat, b[idx])
+    a = (1 - level) / 2
+    return CI(float(stat(t) - stat(b)), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Mask similarity (Table 5) and layer distributions (Figure 9)
+# ----------------------------------------------------------------------------------------------------------------
+def _as_set(m) -> set:
+    return set(np.asarray(m, dtype=np.int64).ravel().tolist())
+
+
+def jaccard(a, b) -> float:
+    """|A ∩ B| / |A ∪ B| of two masks (flat indices)."""
+    A, B = _as_set(a), _as_set(b)
+    if not A and not B:
+        raise ValueError("jaccard: both masks are empty; similarity is undefined.")
+    return len(A & B) / len(A | B)
+
+
+def direct_match(a, b) -> float:
+    """Direct match rate |A ∩ B| / |A|: the fraction of mask A's neurons also in B.
+
+    For masks of equal size (the paper's case, both of N_sel neurons) DM = 2J / (1 + J) with J the Jaccard
+    index; Table 5 is consistent with it (J = 0.217 -> DM = 0.3566, reported 35.71%).
+    """
+    A, B = _as_set(a), _as_set(b)
+    if not A:
+        raise ValueError("direct_match: mask A is empty; the rate is undefined.")
+    return len(A & B) / len(A)
+
+
+def layer_distribution(mask, sites, normalize: bool = True) -> np.ndarray:
+    """Neurons of ``mask`` per site (one site = one hooked layer), in ``sites`` order; fractions if normalize."""
+    from .selection import locate
+
+    pos = locate(mask, sites)[0]
+    counts = np.bincount(pos, minlength=len(sites)).astype(float)
+    if normalize:
+        if counts.sum() == 0:
+            raise ValueError("layer_distribution: the mask is empty; there is no distribution to normalize.")
+        counts /= counts.sum()
+    return counts
+
+
+def jsd(p, q) -> float:
+    """Jensen-Shannon divergence in bits (base 2, so 0 <= JSD <= 1) between two distributions.
+
+    Inputs are normalized to sum 1. Equals ``scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2``.
+    """
+    p = np.asarray(p, dtype=float).ravel()
+    q = np.asarray(q, dtype=float).ravel()
+    if p.shape != q.shape:
+        raise ValueError(f"jsd: distributions have different lengths {p.size} and {q.size}.")
+    if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
+        raise ValueError("jsd: inputs must be non-negative with a positive sum.")
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(x):
+        nz = x > 0
+        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
+
+    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
+
+
+def layer_counts(masks: Sequence, emotions: Sequence[str], sites) -> pd.DataFrame:
+    """ESN count per layer (rows) and emotion (columns), Figure 9. Rows are indexed by ``layer`` when all
+    sites are on one side, else by (side, layer); every site appears, also with zero neurons."""
+    if len(masks) != len(emotions):
+        raise ValueError(f"layer_counts: {len(masks)} masks but {len(emotions)} emotions.")
+    data = {e: layer_distribution(m, sites, normalize=False).astype(np.int64) for e, m in zip(emotions, masks)}
+    sides = [s.side for s in sites]
+    if len(set(sides)) == 1:
+        index = pd.Index([s.layer for s in sites], name="layer")
+    else:
+        index = pd.MultiIndex.from_tuples([(s.side, s.layer) for s in sites], names=["side", "layer"])
+    out = pd.DataFrame(data, index=index)
+    out.columns.name = "emotion"
+    return out

@@ -1,0 +1,4 @@
+"""Judges: held-out SER models and naturalness estimators on one interface."""
+from .base import EmotionJudge, NaturalnessJudge
+
+__all__ = ["EmotionJudge", "NaturalnessJudge"]

@@ -1,0 +1,328 @@
+"""Paper-style figures from tidy result tables (EVC paper: Table 2, Figures 3-10).
+
+Every function takes a pandas table, returns a ``matplotlib.figure.Figure`` (built without pyplot, so nothing
+depends on the interactive backend and figures are not kept alive by a global registry) and draws only what
+is in the table. ``save(fig, name)`` writes ``<outdir>/<name>.pdf`` and ``.png``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = [
+    "save",
+    "emotion_match_bars",
+    "label_distribution",
+    "effect_heatmaps",
+    "selector_summary",
+    "tradeoff",
+    "layer_heatmap",
+    "seen_unseen",
+    "winrate_bars",
+]
+
+DIVERGING = "RdBu_r"
+
+
+def _require(df: pd.DataFrame, cols: Sequence[str], fn: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{fn}: expected a pandas DataFrame, got {type(df).__name__}.")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"{fn}: table lacks columns {missing} (has {list(df.columns)}).")
+    if df.empty:
+        raise ValueError(f"{fn}: the table is empty; nothing to plot.")
+
+
+def _order(values) -> list:
+    from .selection import _emotion_order
+
+    vals = [v for v in pd.unique(pd.Series(list(values))) if not (isinstance(v, float) and np.isnan(v))]
+    try:
+        return sorted(vals, key=_emotion_order)
+    except TypeError:
+        return vals
+
+
+def _sns():
+    import seaborn as sns
+
+    return sns
+
+
+def save(fig: Figure, name: str, outdir: str | os.PathLike = "figures", dpi: int = 200) -> list[Path]:
+    """Write ``fig`` as ``<outdir>/<name>.pdf`` and ``<outdir>/<name>.png``; returns both paths."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.pdf", out / f"{name}.png"]
+    for p in paths:
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+    return paths
+
+
+def emotion_match_bars(
+    df: pd.DataFrame, target_col: str = "target", judge_col: str = "judge", match_col: str = "match",
+    title: str | None = None,
+) -> Figure:
+    """Table 2 style: emotion match rate (%) per target emotion and judge, with an "avg" group.
+
+    ``df``: one row per judged sample with the instructed target, the judge name and ``match`` (bool/0-1).
+    """
+    _require(df, [target_col, judge_col, match_col], "emotion_match_bars")
+    d = df[[target_col, judge_col]].copy()
+    d["match (%)"] = df[match_col].astype(float) * 100
+    order = _order(d[target_col])
+    rate = d.groupby([judge_col, target_col])["match (%)"].mean().reset_index()
+    avg = rate.groupby(judge_col)["match (%)"].mean().reset_index().assign(**{target_col: "avg"})
+    rate = pd.concat([rate, avg], ignore_index=True)
+    fig = Figure(figsize=(1.2 * (len(order) + 1) + 2, 3.4))
+    ax = fig.add_subplot()
+    _sns().barplot(data=rate, x=target_col, y="match (%)", hue=judge_col, order=order + ["avg"], ax=ax)
+    for c in ax.containers:
+        ax.bar_label(c, fmt="%.1f", fontsize=7)
+    ax.set_xlabel("target emotion")
+    ax.set_ylabel("emotion match (%)")
+    ax.set_title(title or "Emotion match rate")
+    return fig
+
+
+def label_distribution(
+    df: pd.DataFrame, pred_col: str = "pred", judge_col: str | None = "judge", title: str | None = None
+) -> Figure:
+    """Distribution (%) of predicted labels per judge: shows the neutral bias of the baseline (section 5.1).
+
+    Missing predictions are shown as "none".
+    """
+    _require(df, [pred_col] + ([judge_col] if judge_col else []), "label_distribution")
+    d = pd.DataFrame({"label": df[pred_col].where(df[pred_col].notna(), "none").astype(str)})
+    d["judge"] = df[judge_col].astype(str).to_numpy() if judge_col else "judge"
+    share = d.groupby("judge")["label"].value_counts(normalize=True).mul(100).rename("share (%)").reset_index()
+    order = _order(share["label"])
+    fig = Figure(figsize=(1.1 * len(order) + 2, 3.4))
+    ax = fig.add_subplot()
+    _sns().barplot(data=share, x="label", y="share (%)", hue="judge", order=order, ax=ax)
+    for c in ax.containers:
+        ax.bar_label(c, fmt="%.1f", fontsize=7)
+    ax.set_xlabel("predicted label")
+    ax.set_title(title or "Predicted label distribution")
+    return fig
+
+
+def effect_heatmaps(
+    tables: pd.DataFrame | Mapping[str, pd.DataFrame], vmax: float | None = None, ncols: int | None = None,
+    fmt: str = "+.1f", title: str | None = None,
+) -> Figure:
+    """One or several e_mask x e_tgt heatmaps of Δ emotion match (pp) (Figures 3 right, 4-7).
+
+    ``tables``: an ``evaluation.effect_table`` or a mapping panel title -> table. Diverging colormap centred at
+    0 with one colour scale shared by all panels (``vmax`` defaults to the largest |value|); cells annotated.
+    """
+    if isinstance(tables, pd.DataFrame):
+        tables = {"": tables}
+    if not tables:
+        raise ValueError("effect_heatmaps: no tables given.")
+    for k, t in tables.items():
+        if not isinstance(t, pd.DataFrame) or t.empty:
+            raise ValueError(f"effect_heatmaps: panel {k!r} is not a non-empty e_mask x e_tgt DataFrame.")
+    vals = np.concatenate([t.to_numpy(dtype=float).ravel() for t in tables.values()])
+    if vmax is None:
+        finite = np.abs(vals[np.isfinite(vals)])
+        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    n = len(tables)
+    ncols = ncols or min(n, 4)
+    nrows = int(np.ceil(n / ncols))
+    fig = Figure(figsize=(3.3 * ncols + 0.8, 3.0 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    sns = _sns()
+    for i, (name, t) in enumerate(tables.items()):
+        ax = axes.flat[i]
+        sns.heatmap(t.astype(float), ax=ax, cmap=DIVERGING, center=0, vmin=-vmax, vmax=vmax, annot=True,
+                    fmt=fmt, annot_kws={"fontsize": 8}, cbar=(i % ncols == ncols - 1 or i == n - 1),
+                    cbar_kws={"label": "Δ match (pp)"}, square=True, linewidths=0.5)
+        ax.set_title(str(name))
+        ax.set_xlabel("e_tgt")
+        ax.set_ylabel("e_mask")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def selector_summary(
+    df: pd.DataFrame, selector_col: str = "selector", judge_col: str = "judge",
+    metrics: Sequence[str] = ("self", "cross", "gap"), extra: Sequence[str] = ("d_wer", "d_naturalness"),
+    title: str | None = None,
+) -> Figure:
+    """Table 3 / Figure 3 left: self, cross and gap (pp) per selector and judge, plus ΔWER and Δnaturalness.
+
+    ``df``: one row per (selector, judge) with the ``metrics`` columns; ``extra`` columns (ΔWER as a fraction,
+    shown in pp; Δnaturalness in MOS) are taken per selector and drawn if present.
+    """
+    _require(df, [selector_col, judge_col, *metrics], "selector_summary")
+    extra = [c for c in extra if c in df.columns]
+    order = list(pd.unique(df[selector_col]))
+    n = len(metrics) + len(extra)
+    fig = Figure(figsize=(3.0 * n, 3.3))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    sns = _sns()
+    for ax, m in zip(axes, metrics):
+        sns.barplot(data=df, x=selector_col, y=m, hue=judge_col, order=order, ax=ax)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_title(f"{m} (pp)")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", rotation=30)
+    per_sel = df.groupby(selector_col, sort=False)[extra].first().reindex(order) if extra else None
+    for ax, m in zip(axes[len(metrics):], extra):
+        v = per_sel[m].astype(float) * (100 if m == "d_wer" else 1)
+        ax.bar(range(len(order)), v.to_numpy(), color="0.5")
+        ax.set_xticks(range(len(order)), order, rotation=30)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_title("ΔWER (pp)" if m == "d_wer" else ("Δnaturalness" if m == "d_naturalness" else m))
+    for ax in axes[1:len(metrics)]:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(
+    df: pd.DataFrame, x: str = "alpha", gain: str = "self", wer: str = "wer", hue: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Table 4 / Figure 7: emotion gain (pp, left axis) and WER (%, right axis) over α or intervention kind.
+
+    ``df``: one row per x value (and ``hue`` group, e.g. judge) with ``gain`` in pp and ``wer`` as a fraction;
+    WER does not depend on the judge, so it is read from the first row of each x value. Numeric x is drawn on a numeric axis, anything else as categories in table order.
+    """
+    _require(df, [x, gain, wer] + ([hue] if hue else []), "tradeoff")
+    numeric = pd.api.types.is_numeric_dtype(df[x])
+    cats = None if numeric else list(pd.unique(df[x]))
+
+    def xs(s):
+        return s.to_numpy(dtype=float) if numeric else np.array([cats.index(v) for v in s], dtype=float)
+
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.add_subplot()
+    groups = df.groupby(hue, sort=False) if hue else [("gain", df)]
+    for name, g in groups:
+        g = g.sort_values(x) if numeric else g
+        ax.plot(xs(g[x]), g[gain].to_numpy(dtype=float), marker="o", label=f"{gain} ({name})" if hue else gain)
+    w = df.drop_duplicates(x).sort_values(x) if numeric else df.drop_duplicates(x)
+    ax2 = ax.twinx()
+    ax2.plot(xs(w[x]), w[wer].to_numpy(dtype=float) * 100, marker="s", ls="--", color="tab:red", label="WER")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel(x)
+    ax.set_ylabel("Δ emotion match (pp)")
+    ax2.set_ylabel("WER (%)", color="tab:red")
+    if not numeric:
+        ax.set_xticks(range(len(cats)), [str(c) for c in cats])
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    ax.set_title(title or "Emotion gain vs. content preservation")
+    fig.tight_layout()
+    return fig
+
+
+def layer_heatmap(counts: pd.DataFrame | Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
+    """Figure 9: number of selected ESNs per layer (rows) and emotion (columns), one panel per model.
+
+    ``counts``: an ``evaluation.layer_counts`` frame or a mapping panel title -> frame.
+    """
+    if isinstance(counts, pd.DataFrame):
+        counts = {"": counts}
+    if not counts or any(not isinstance(c, pd.DataFrame) or c.empty for c in counts.values()):
+        raise ValueError("layer_heatmap: pass non-empty layer_counts frames.")
+    n = len(counts)
+    rows = max(len(c) for c in counts.values())
+    fig = Figure(figsize=(2.6 * n + 0.8, max(3.0, 0.22 * rows + 1.2)))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (name, c) in zip(axes, counts.items()):
+        c = c.copy()
+        c.index = [" ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in c.index]
+        _sns().heatmap(c.astype(float), ax=ax, cmap="viridis", annot=len(c) <= 40, fmt=".0f",
+                       annot_kws={"fontsize": 6}, cbar_kws={"label": "ESN count"})
+        ax.set_title(str(name))
+        ax.set_xlabel("emotion")
+        ax.set_ylabel("layer")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def seen_unseen(
+    df: pd.DataFrame, emotion_col: str = "emotion", split_col: str = "split", value_col: str = "delta",
+    low_col: str = "low", high_col: str = "high", title: str | None = None,
+) -> Figure:
+    """Figure 10: Δ emotion match (pp) per emotion for seen vs unseen speakers with CI error bars.
+
+    ``df``: one row per (emotion, split) with the estimate and its CI bounds (e.g. from
+    ``evaluation.paired_bootstrap_ci``, in pp).
+    """
+    _require(df, [emotion_col, split_col, value_col, low_col, high_col], "seen_unseen")
+    if ((df[low_col] > df[value_col]) | (df[high_col] < df[value_col])).any():
+        raise ValueError("seen_unseen: every estimate must lie inside its [low, high] interval.")
+    emos = _order(df[emotion_col])
+    splits = list(pd.unique(df[split_col]))
+    width = 0.8 / len(splits)
+    fig = Figure(figsize=(1.3 * len(emos) + 2, 3.4))
+    ax = fig.add_subplot()
+    for i, s in enumerate(splits):
+        g = df[df[split_col] == s].set_index(emotion_col).reindex(emos)
+        pos = np.arange(len(emos)) - 0.4 + width * (i + 0.5)
+        v = g[value_col].to_numpy(dtype=float)
+        err = np.vstack([v - g[low_col].to_numpy(dtype=float), g[high_col].to_numpy(dtype=float) - v])
+        ax.bar(pos, v, width, yerr=err, capsize=3, label=str(s))
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(range(len(emos)), emos)
+    ax.set_ylabel("Δ emotion match (pp)")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Seen vs. unseen speakers (95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def winrate_bars(
+    df: pd.DataFrame, emotion_col: str = "emotion", cols: Sequence[str] = ("win", "tie", "loss"),
+    average: bool = True, title: str | None = None,
+) -> Figure:
+    """Figure 8: stacked win / tie / loss bars (%) per emotion (and their average) of intervened vs baseline.
+
+    ``df``: one row per emotion with counts or rates in ``cols``; each row is normalized to 100%.
+    """
+    _require(df, [emotion_col, *cols], "winrate_bars")
+    t = df.set_index(emotion_col)[list(cols)].astype(float)
+    if (t < 0).any().any() or (t.sum(axis=1) <= 0).any():
+        raise ValueError("winrate_bars: win/tie/loss must be non-negative with a positive total per emotion.")
+    t = t.div(t.sum(axis=1), axis=0) * 100
+    t = t.reindex(_order(t.index))
+    if average:
+        t.loc["average"] = t.mean()
+    fig = Figure(figsize=(6.0, 0.5 * len(t) + 1.2))
+    ax = fig.add_subplot()
+    left = np.zeros(len(t))
+    colors = {"win": "tab:green", "tie": "0.7", "loss": "tab:red"}
+    for c in cols:
+        v = t[c].to_numpy()
+        bars = ax.barh(range(len(t)), v, left=left, label=c, color=colors.get(c))
+        ax.bar_label(bars, labels=[f"{x:.0f}%" if x >= 5 else "" for x in v], label_type="center", fontsize=8)
+        left += v
+    ax.set_yticks(range(len(t)), list(t.index))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of judgments (%)")
+    ax.legend(ncols=len(cols), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    if title:
+        ax.set_title(title, pad=24)
+    fig.tight_layout()
+    return fig

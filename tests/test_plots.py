@@ -1,0 +1,101 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from esnlib import plots
+
+EMOS = ["angry", "happy", "sad", "surprise"]
+
+
+def _check(fig, name, tmp_path):
+    assert isinstance(fig, Figure)
+    paths = plots.save(fig, name, outdir=tmp_path)
+    assert [p.suffix for p in paths] == [".pdf", ".png"]
+    assert paths[0].read_bytes()[:4] == b"%PDF" and paths[1].read_bytes()[:4] == b"\x89PNG"
+    return fig
+
+
+def _effect(seed):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(0, 3, (4, 4)) + 5 * np.eye(4), index=pd.Index(EMOS, name="e_mask"),
+                        columns=pd.Index(EMOS, name="e_tgt"))
+
+
+def test_emotion_match_bars(tmp_path):
+    df = pd.DataFrame({"target": EMOS * 6, "judge": ["e2v"] * 12 + ["qwen3"] * 12,
+                       "match": [True, False, True, False] * 6})
+    fig = _check(plots.emotion_match_bars(df), "match", tmp_path)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0)
+    # angry and sad always match (100%), the average is 50%
+    assert heights.count(100.0) == 4 and heights.count(50.0) == 2
+    with pytest.raises(KeyError, match="match"):
+        plots.emotion_match_bars(df.drop(columns="match"))
+
+
+def test_label_distribution(tmp_path):
+    df = pd.DataFrame({"pred": ["neutral"] * 6 + ["sad", None], "judge": ["e2v"] * 8})
+    fig = _check(plots.label_distribution(df), "labels", tmp_path)
+    heights = sorted(round(p.get_height(), 3) for p in fig.axes[0].patches if p.get_height() > 0)
+    assert heights == [12.5, 12.5, 75.0]
+
+
+def test_effect_heatmaps(tmp_path):
+    fig = _check(plots.effect_heatmaps({"LAP": _effect(0), "CAS": _effect(1), "MAD": _effect(2)}), "heat", tmp_path)
+    panels = [ax for ax in fig.axes if ax.get_title() in {"LAP", "CAS", "MAD"}]
+    assert len(panels) == 3
+    meshes = [c for ax in panels for c in ax.collections]
+    lims = {m.get_clim() for m in meshes}
+    assert len(lims) == 1  # one shared scale
+    lo, hi = lims.pop()
+    assert lo == -hi  # centred at 0
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == 16 and all(t[0] in "+-" for t in texts)
+    _check(plots.effect_heatmaps(_effect(3)), "heat1", tmp_path)
+    with pytest.raises(ValueError):
+        plots.effect_heatmaps({})
+
+
+def test_selector_summary(tmp_path):
+    rows = []
+    for sel, s in [("LAP", -2.1), ("LAPE", 1.8), ("MAD", 2.6), ("CAS", 4.3)]:
+        for j in ("e2v", "qwen3"):
+            rows.append({"selector": sel, "judge": j, "self": s, "cross": 0.3, "gap": s - 0.3,
+                         "d_wer": 0.05, "d_naturalness": -0.01})
+    fig = _check(plots.selector_summary(pd.DataFrame(rows)), "selectors", tmp_path)
+    assert len([a for a in fig.axes if a.get_visible()]) == 5
+
+
+def test_tradeoff(tmp_path):
+    df = pd.DataFrame({"alpha": [0.3, 0.5, 1.0, 2.0] * 2, "self": [0.8, 2.0, 4.3, 8.9, 0.4, 1.1, 3.6, 20.7],
+                       "wer": [0.19, 0.21, 0.30, 2.04] * 2, "judge": ["e2v"] * 4 + ["qwen3"] * 4})
+    fig = _check(plots.tradeoff(df, hue="judge"), "alpha", tmp_path)
+    wer_line = fig.axes[1].lines[0]
+    np.testing.assert_allclose(wer_line.get_ydata(), [19, 21, 30, 204])
+    kinds = pd.DataFrame({"kind": ["steer", "add", "clamp", "deactivate"], "self": [4, 1, 0.5, -3],
+                          "wer": [0.3, 0.2, 0.2, 0.19]})
+    _check(plots.tradeoff(kinds, x="kind"), "kinds", tmp_path)
+
+
+def test_layer_heatmap(tmp_path):
+    counts = pd.DataFrame({"angry": [0, 3, 5], "sad": [1, 0, 7]}, index=pd.Index([0, 1, 2], name="layer"))
+    fig = _check(plots.layer_heatmap({"demo": counts, "other": counts * 2}), "layers", tmp_path)
+    assert fig.axes[0].collections[0].get_array().max() == 7
+
+
+def test_seen_unseen(tmp_path):
+    df = pd.DataFrame({"emotion": EMOS * 2, "split": ["seen"] * 4 + ["unseen"] * 4,
+                       "delta": [4, 3, 5, 2, 3, 2, 6, 1], "low": [1, 0, 2, -1, 0, -1, 3, -2],
+                       "high": [7, 6, 8, 5, 6, 5, 9, 4]})
+    _check(plots.seen_unseen(df), "seen", tmp_path)
+    with pytest.raises(ValueError, match="inside"):
+        plots.seen_unseen(df.assign(low=10))
+
+
+def test_winrate_bars(tmp_path):
+    df = pd.DataFrame({"emotion": EMOS, "win": [54, 69, 62, 63], "tie": [12, 10, 11, 11], "loss": [34, 21, 27, 26]})
+    fig = _check(plots.winrate_bars(df), "win", tmp_path)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "average"
+    with pytest.raises(ValueError, match="non-negative"):
+        plots.winrate_bars(df.assign(win=-1))
