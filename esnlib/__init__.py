@@ -22,6 +22,8 @@ _EXPORTS = {
     "Site": "sites",
     "flat_to_layer": "sites",
     "layer_to_flat": "sites",
+    "n_neurons": "sites",
+    "split_by_site": "sites",
     "capture": "capture",
     "CaptureStats": "capture",
     "StatsStore": "capture",
@@ -30,6 +32,7 @@ _EXPORTS = {
     "edit": "intervention",
     "Intervention": "intervention",
     "generate": "intervention",
+    "run_traced": "capture",
     "ResultStore": "store",
 }
 

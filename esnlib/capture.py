@@ -1,0 +1,514 @@
+"""Stage 1 of the EVC pipeline (paper §3.1): per-sample, per-neuron activation statistics during generation.
+
+``capture`` runs ``model.generate`` under an nnsight trace and accumulates, for every sample and neuron, the count of
+positions with ``g > 0`` (the paper's K), the sum and the sum of squares of ``g`` and the number of positions (T).
+``StatsStore`` keeps these per-sample rows on disk (memory-mapped) so success filtering and the cap c re-aggregate
+without generating again.
+
+Which positions count: every non-padding position the model processes. The prompt counts once at prefill (left
+padding masked with the ``attention_mask`` the generating module receives), then one position per decoding step. A
+row that has finished (its previous token was an EOS; HF generate then keeps feeding it pad) is padding too: the
+runner reads the token ids the generating module receives at each decoding step and marks a row finished, for the
+rest of the run, once an EOS id of that side arrives. The EOS id itself is therefore not counted (its output is
+discarded by generate). EOS ids come from ``eos_token_id`` / ``<side>_eos_token_id`` in the generate kwargs, else the
+default of the model's ``generate`` signature, else the generating module's ``generation_config``. When a side
+decodes from embeddings only (no ids at decode steps), finished rows cannot be seen and every row counts.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .sites import Site, find_sites, n_neurons, unwrap
+
+__all__ = ["CaptureStats", "capture", "StatsStore", "run_traced"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CaptureStats
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class CaptureStats:
+    """Per-sample statistics of one batch: positive/sum/sumsq (B, N), tokens (B,), site_tokens (B, S)."""
+
+    positive: Any
+    sum: Any
+    sumsq: Any
+    tokens: Any
+    site_tokens: Any
+    sites: list = field(default_factory=list, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.positive.shape[0])
+
+    def numpy(self) -> "CaptureStats":
+        """A copy with numpy arrays (uint32 counts, float32 sums)."""
+        def f(x, dt):
+            x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+            return x.astype(dt, copy=False)
+        return CaptureStats(f(self.positive, np.uint32), f(self.sum, np.float32), f(self.sumsq, np.float32),
+                            f(self.tokens, np.uint32), f(self.site_tokens, np.uint32), list(self.sites))
+
+    def rows(self, idx) -> "CaptureStats":
+        """The statistics of the selected rows (any index numpy accepts), as numpy."""
+        s = self.numpy()
+        return CaptureStats(s.positive[idx], s.sum[idx], s.sumsq[idx], s.tokens[idx], s.site_tokens[idx], s.sites)
+
+    @staticmethod
+    def concat(parts: Sequence["CaptureStats"]) -> "CaptureStats":
+        """Stack the rows of several batches (same sites) into one CaptureStats (numpy)."""
+        if not parts:
+            raise ValueError("CaptureStats.concat needs at least one batch")
+        ps = [p.numpy() for p in parts]
+        n = ps[0].positive.shape[1]
+        if any(p.positive.shape[1] != n for p in ps):
+            raise ValueError("CaptureStats.concat: batches have different neuron counts (different sites)")
+        cat = lambda name: np.concatenate([getattr(p, name) for p in ps], axis=0)  # noqa: E731
+        return CaptureStats(cat("positive"), cat("sum"), cat("sumsq"), cat("tokens"), cat("site_tokens"),
+                            ps[0].sites)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The one traced runner shared by capture() and intervention.generate()
+# --------------------------------------------------------------------------------------------------------------------
+def _envoy(model):
+    """An nnsight wrapper of the model (reuse the caller's wrapper, else one cached on the module)."""
+    from nnsight import Envoy, NNsight
+
+    if isinstance(model, Envoy):
+        return model
+    root = unwrap(model)
+    env = root.__dict__.get("_esnlib_envoy")
+    if env is None:
+        env = NNsight(root)
+        root.__dict__["_esnlib_envoy"] = env
+    return env
+
+
+def _generator_path(root: torch.nn.Module, site_path: str) -> str:
+    """The module whose forward generate calls once per step: the nearest GenerationMixin ancestor of a site."""
+    from transformers import GenerationMixin
+
+    parts = site_path.split(".")
+    for k in range(len(parts) - 1, -1, -1):
+        p = ".".join(parts[:k])
+        mod = root.get_submodule(p) if p else root
+        if isinstance(mod, GenerationMixin) or hasattr(mod, "generate"):
+            return p
+    # No generating ancestor: fall back to the decoder that holds the layers.
+    i = parts.index("layers") if "layers" in parts else len(parts) - 3
+    return ".".join(parts[:i])
+
+
+def _eos_ids(root, gen_path: str, gen_kwargs: dict) -> torch.Tensor | None:
+    prefix = gen_path.split(".")[0] if gen_path else ""
+    val = None
+    if prefix and f"{prefix}_eos_token_id" in gen_kwargs:
+        val = gen_kwargs[f"{prefix}_eos_token_id"]
+    elif not prefix and "eos_token_id" in gen_kwargs:
+        val = gen_kwargs["eos_token_id"]
+    if val is None and prefix:
+        try:
+            p = inspect.signature(root.generate).parameters.get(f"{prefix}_eos_token_id")
+            if p is not None and p.default is not inspect.Parameter.empty:
+                val = p.default
+        except (TypeError, ValueError):
+            pass
+    if val is None:
+        gen = root.get_submodule(gen_path) if gen_path else root
+        cfg = getattr(gen, "generation_config", None)
+        val = getattr(cfg, "eos_token_id", None)
+    if val is None:
+        return None
+    return torch.as_tensor(val, dtype=torch.long).flatten()
+
+
+class _Group:
+    """Sites of one side: their envoys, the generating module's envoy, column slice and edit plan."""
+
+    def __init__(self, env, root, sites: list[Site], first: int, gen_kwargs: dict, plan):
+        self.sites = sites
+        self.site_ids = list(range(first, first + len(sites)))
+        self.acts = [env.get(s.path) for s in sites]
+        self.gen_path = _generator_path(root, sites[0].path)
+        self.gen = env.get(self.gen_path) if self.gen_path else env
+        self.start, self.stop = sites[0].offset, sites[-1].stop
+        self.eos = _eos_ids(root, self.gen_path, gen_kwargs)
+        self.plan = [plan[i] for i in self.site_ids] if plan is not None else None
+
+
+class _State:
+    """Accumulators created outside the trace; filled at the first step (batch size known then)."""
+
+    def __init__(self, n: int, n_sites: int, capture: bool):
+        self.n, self.n_sites, self.capture = n, n_sites, capture
+        self.pos = self.sum = self.sumsq = self.site_tokens = None
+        self.steps = {}
+
+    def alloc(self, b: int, device):
+        if self.pos is None:
+            self.pos = torch.zeros(b, self.n, dtype=torch.int32, device=device)
+            self.sum = torch.zeros(b, self.n, dtype=torch.float32, device=device)
+            self.sumsq = torch.zeros(b, self.n, dtype=torch.float32, device=device)
+            self.site_tokens = torch.zeros(b, self.n_sites, dtype=torch.int64, device=device)
+        elif self.pos.shape[0] != b:
+            raise RuntimeError(f"batch size changed between sides ({self.pos.shape[0]} vs {b}): beam search and "
+                               "num_return_sequences > 1 are not supported by capture")
+
+
+def _apply_edits(g: torch.Tensor, edits, step: int):
+    for ix, kind, alpha, positions in edits:
+        if positions == "generated" and step == 0:
+            continue
+        _edit_inplace(g, ix, kind, alpha)
+
+
+def _edit_inplace(g: torch.Tensor, ix: torch.Tensor, kind: str, alpha: float):
+    if ix.device != g.device:
+        ix = ix.to(g.device)
+    if kind == "steer":
+        g[..., ix] *= 1.0 + alpha
+    elif kind == "add":
+        g[..., ix] += alpha
+    elif kind == "clamp":
+        g[..., ix] = g[..., ix].clamp_min(alpha)
+    elif kind == "deactivate":
+        g[..., ix] = 0
+    else:  # validated earlier; kept for safety
+        raise ValueError(f"unknown intervention kind {kind!r}")
+
+
+def _group_loop(tracer, group: _Group, state: _State):
+    """Per step: read the generating module's inputs, visit every site once, edit in place, accumulate."""
+    finished = None
+    cap = state.capture
+    for step in tracer.iter[:]:
+        if cap:  # edits alone need no inputs: one visit fewer per step
+            _, kw = group.gen.inputs
+            ids, am = kw.get("input_ids"), kw.get("attention_mask")
+        gs = []
+        for k, act in enumerate(group.acts):
+            g = act.output
+            if group.plan is not None and group.plan[k]:
+                _apply_edits(g, group.plan[k], step)
+            if cap:
+                gs.append(g)
+        state.steps[group.gen_path] = step + 1
+        if not cap:
+            continue
+        b, t = gs[0].shape[0], gs[0].shape[1]
+        dev = gs[0].device
+        state.alloc(b, dev)
+        if finished is None:
+            finished = torch.zeros(b, dtype=torch.bool, device=dev)
+        if step > 0 and ids is not None and group.eos is not None:
+            finished |= torch.isin(ids[:, -1].to(dev), group.eos.to(dev))
+        if am is not None and am.dim() == 2:
+            valid = am[:, -t:].to(dev).bool() & ~finished[:, None]
+        else:
+            valid = (~finished)[:, None].expand(b, t)
+        n_valid = valid.sum(1)
+        state.site_tokens[:, group.site_ids[0]:group.site_ids[-1] + 1] += n_valid[:, None]
+        if t == 1:
+            # Decoding step: one fused update over every site of the side.
+            gv = torch.cat(gs, dim=-1)[:, 0].float() * valid.float()
+            sl = slice(group.start, group.stop)
+            state.pos[:, sl] += gv > 0
+            state.sum[:, sl] += gv
+            state.sumsq[:, sl] += gv * gv
+        else:
+            w = valid.float()[..., None]
+            for site, g in zip(group.sites, gs):
+                gv = g.float() * w
+                sl = slice(site.offset, site.stop)
+                state.pos[:, sl] += (gv > 0).sum(1, dtype=torch.int32)
+                state.sum[:, sl] += gv.sum(1)
+                state.sumsq[:, sl] += (gv * gv).sum(1)
+
+
+def _trace_one(env, run, kwargs, generate_kwargs, group, state):
+    with env.trace(fn=run, **kwargs, **generate_kwargs) as tracer:
+        _group_loop(tracer, group, state)
+
+
+def _trace_two(env, run, kwargs, generate_kwargs, groups, state):
+    # One invoke per module group (LM side, talker side), each with its own step loop.
+    with env.trace(fn=run) as tracer:
+        with tracer.invoke(**kwargs, **generate_kwargs):
+            _group_loop(tracer, groups[0], state)
+        with tracer.invoke():
+            _group_loop(tracer, groups[1], state)
+
+
+def _as_kwargs(inputs) -> dict:
+    if torch.is_tensor(inputs):
+        return {"input_ids": inputs}
+    if hasattr(inputs, "items"):
+        return dict(inputs.items())
+    raise TypeError(f"inputs must be a dict of model inputs (input_ids, attention_mask, ...) or an input_ids tensor; "
+                    f"got {type(inputs).__name__}")
+
+
+def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = "lm", fn: Callable | None = None,
+               capture: bool = True, plan=None, **generate_kwargs):
+    """Run generation once under nnsight, visiting each site once per step (capture and/or edits).
+
+    plan: None or, per site, a list of (local index tensor, kind, alpha, positions) edits. Returns (out, stats|None).
+    """
+    root = unwrap(model)
+    if sites is None:
+        sites = find_sites(root, scope=scope)
+    sites = list(sites)
+    if not sites:
+        raise ValueError("no sites given: pass sites=find_sites(model, scope)")
+    env = _envoy(model)
+    kwargs = _as_kwargs(inputs)
+    call = fn if fn is not None else root.generate
+    box: dict = {}
+
+    def run(*a, **kw):
+        box["out"] = call(*a, **kw)
+        return box["out"]
+
+    groups, first = [], 0
+    for side in ("lm", "talker"):
+        ss = [s for s in sites if s.side == side]
+        if ss:
+            groups.append(_Group(env, root, ss, sites.index(ss[0]), generate_kwargs, plan))
+    state = _State(n_neurons(sites) if sites else 0, len(sites), capture)
+    if sites[-1].stop != n_neurons(sites) or sites[0].offset != 0:
+        raise ValueError("sites must be the full list returned by find_sites (offsets 0..N contiguous)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        if len(groups) == 1:
+            _trace_one(env, run, kwargs, generate_kwargs, groups[0], state)
+        else:
+            _trace_two(env, run, kwargs, generate_kwargs, groups, state)
+    if "out" not in box:
+        raise RuntimeError("generation did not complete under the trace (no output was produced)")
+    stats = None
+    if capture:
+        if state.pos is None:
+            raise RuntimeError("no site was visited during generation: are the sites from this model?")
+        stats = CaptureStats(state.pos, state.sum, state.sumsq, state.site_tokens[:, 0].clone(), state.site_tokens,
+                             sites)
+    return box["out"], stats
+
+
+def capture(model, inputs, sites: Sequence[Site] | None = None, scope: str = "lm", fn: Callable | None = None,
+            **generate_kwargs):
+    """Generate under nnsight and return ``(out, CaptureStats)``; ``out`` is what generate returns."""
+    return run_traced(model, inputs, sites=sites, scope=scope, fn=fn, capture=True, plan=None, **generate_kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# StatsStore: per-sample rows on disk, memory-mapped
+# --------------------------------------------------------------------------------------------------------------------
+_FIELDS = (("positive", np.uint32, "n"), ("sum", np.float32, "n"), ("sumsq", np.float32, "n"),
+           ("tokens", np.uint32, 1), ("site_tokens", np.uint32, "s"))
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class StatsStore:
+    """Per-sample CaptureStats rows on disk: one raw memory-mapped file per field, a JSON with the committed count.
+
+    ``append`` writes the rows past the committed count, flushes, then atomically replaces ``state.json`` (count and
+    ids): a run killed mid-append loses only that batch. Counts are uint32, sums float32.
+    """
+
+    def __init__(self, path, meta: dict, state: dict):
+        self.path = Path(path)
+        self.meta = meta
+        self._ids: list[str] = [str(i) for i in state["ids"]]
+        self._count = int(state["count"])
+        self._index = {k: i for i, k in enumerate(self._ids)}
+        self._maps: dict[str, np.memmap] = {}
+        self._capacity = 0
+        self._remap()
+
+    # -- creation ---------------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, sites: Sequence[Site], capacity: int | None = None) -> "StatsStore":
+        """A new empty store for these sites at ``path`` (a directory; must not hold a store already)."""
+        path = Path(path)
+        if (path / "meta.json").exists():
+            raise FileExistsError(f"a StatsStore already exists at {path}; use StatsStore.open(path) to add to it")
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"n": n_neurons(sites), "s": len(sites), "version": 1,
+                "sites": [{"path": s.path, "layer": s.layer, "width": s.width, "side": s.side, "offset": s.offset}
+                          for s in sites]}
+        cap = max(int(capacity or 64), 1)
+        for name, dt, w in _FIELDS:
+            with open(path / f"{name}.bin", "wb") as f:
+                f.truncate(cap * cls._width(meta, w) * np.dtype(dt).itemsize)
+        _atomic_json(path / "meta.json", meta)
+        _atomic_json(path / "state.json", {"count": 0, "ids": []})
+        return cls(path, meta, {"count": 0, "ids": []})
+
+    @classmethod
+    def open(cls, path) -> "StatsStore":
+        """Reopen an existing store (rows past the committed count, from a killed append, are ignored)."""
+        path = Path(path)
+        if not (path / "meta.json").exists():
+            raise FileNotFoundError(f"no StatsStore at {path} (meta.json missing); create one with StatsStore.create")
+        with open(path / "meta.json") as f:
+            meta = json.load(f)
+        with open(path / "state.json") as f:
+            state = json.load(f)
+        return cls(path, meta, state)
+
+    @staticmethod
+    def _width(meta, w) -> int:
+        return meta["n"] if w == "n" else meta["s"] if w == "s" else int(w)
+
+    def _remap(self):
+        self._maps = {}
+        caps = []
+        for name, dt, w in _FIELDS:
+            width = self._width(self.meta, w)
+            size = os.path.getsize(self.path / f"{name}.bin")
+            rows = size // (width * np.dtype(dt).itemsize)
+            caps.append(rows)
+            self._maps[name] = np.memmap(self.path / f"{name}.bin", dtype=dt, mode="r+", shape=(rows, width))
+        self._capacity = min(caps)
+
+    def _grow(self, need: int):
+        cap = max(self._capacity * 2, need)
+        self._maps = {}
+        for name, dt, w in _FIELDS:
+            with open(self.path / f"{name}.bin", "r+b") as f:
+                f.truncate(cap * self._width(self.meta, w) * np.dtype(dt).itemsize)
+        self._remap()
+
+    # -- properties -------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.meta["n"])
+
+    @property
+    def widths(self) -> np.ndarray:
+        return np.array([s["width"] for s in self.meta["sites"]], dtype=np.int64)
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return self.bytes_per_sample_for(self.meta["n"], self.meta["s"])
+
+    @staticmethod
+    def bytes_per_sample_for(n: int, s: int) -> int:
+        """Bytes one sample takes on disk for N neurons over S sites."""
+        return int(n * (4 + 4 + 4) + 4 + s * 4)
+
+    def has(self, id) -> bool:
+        return str(id) in self._index
+
+    def index_of(self, ids) -> np.ndarray:
+        """Row indices of these ids (KeyError naming the first missing one)."""
+        out = []
+        for i in ids:
+            k = str(i)
+            if k not in self._index:
+                raise KeyError(f"id {k!r} is not in the StatsStore at {self.path}")
+            out.append(self._index[k])
+        return np.asarray(out, dtype=np.int64)
+
+    # -- writing ----------------------------------------------------------------------------------------------------
+    def append(self, stats: CaptureStats, ids: Sequence) -> None:
+        """Append one row per sample (ids unique, not yet stored); rows are durable once this returns."""
+        s = stats.numpy()
+        ids = [str(i) for i in ids]
+        b = s.positive.shape[0]
+        if len(ids) != b:
+            raise ValueError(f"append: {len(ids)} ids for {b} rows of statistics")
+        if s.positive.shape[1] != self.meta["n"] or s.site_tokens.shape[1] != self.meta["s"]:
+            raise ValueError(f"append: statistics have {s.positive.shape[1]} neurons / {s.site_tokens.shape[1]} "
+                             f"sites, the store expects {self.meta['n']} / {self.meta['s']} (different sites?)")
+        dup = [i for i in ids if i in self._index] or ([ids[0]] if len(set(ids)) != len(ids) else [])
+        if dup:
+            raise ValueError(f"append: id {dup[0]!r} already stored (or repeated); use has(id) to skip done samples")
+        lo, hi = self._count, self._count + b
+        if hi > self._capacity:
+            self._grow(hi)
+        for name, _, _ in _FIELDS:
+            v = getattr(s, name)
+            self._maps[name][lo:hi] = v.reshape(b, -1)
+            self._maps[name].flush()
+        self._commit(hi, self._ids + ids)
+
+    def _commit(self, count: int, ids: list[str]) -> None:
+        _atomic_json(self.path / "state.json", {"count": count, "ids": ids})
+        self._count, self._ids = count, ids
+        self._index = {k: i for i, k in enumerate(ids)}
+
+    # -- reading ----------------------------------------------------------------------------------------------------
+    def _rows(self, rows) -> np.ndarray:
+        if rows is None:
+            return np.arange(self._count)
+        r = np.asarray(rows)
+        if r.dtype == bool:
+            if r.shape != (self._count,):
+                raise ValueError(f"boolean rows mask must have length {self._count}")
+            return np.flatnonzero(r)
+        if r.dtype.kind in "US O":
+            return self.index_of(r.tolist())
+        r = r.astype(np.int64)
+        if r.size and (r.min() < 0 or r.max() >= self._count):
+            raise IndexError(f"row index out of range [0, {self._count})")
+        return r
+
+    def get(self, rows=None) -> CaptureStats:
+        """The stored rows (ints, ids or bool mask; None = all) as a numpy CaptureStats."""
+        r = self._rows(rows)
+        m = self._maps
+        return CaptureStats(np.array(m["positive"][r]), np.array(m["sum"][r]), np.array(m["sumsq"][r]),
+                            np.array(m["tokens"][r, 0]), np.array(m["site_tokens"][r]), list(self.meta["sites"]))
+
+    def aggregate(self, rows=None) -> tuple[np.ndarray, np.ndarray]:
+        """(K, T) over the rows: K (N,) summed positive counts, T (N,) summed positions per neuron (its site's)."""
+        r = self._rows(rows)
+        k = np.zeros(self.meta["n"], dtype=np.uint64)
+        st = np.zeros(self.meta["s"], dtype=np.uint64)
+        for c in range(0, len(r), 256):  # chunks keep memory bounded for large N
+            rr = np.sort(r[c:c + 256])
+            k += self._maps["positive"][rr].sum(0, dtype=np.uint64)
+            st += self._maps["site_tokens"][rr].sum(0, dtype=np.uint64)
+        return k, np.repeat(st, self.widths)
+
+    def moments(self, rows=None) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, var) of g per neuron over all counted positions of the rows (NaN where no position)."""
+        r = self._rows(rows)
+        s1 = np.zeros(self.meta["n"], dtype=np.float64)
+        s2 = np.zeros(self.meta["n"], dtype=np.float64)
+        for c in range(0, len(r), 256):
+            rr = np.sort(r[c:c + 256])
+            s1 += self._maps["sum"][rr].sum(0, dtype=np.float64)
+            s2 += self._maps["sumsq"][rr].sum(0, dtype=np.float64)
+        _, t = self.aggregate(r)
+        t = t.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(t > 0, s1 / t, np.nan)
+            var = np.where(t > 0, np.maximum(s2 / t - mean * mean, 0.0), np.nan)
+        return mean, var
