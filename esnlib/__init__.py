@@ -39,8 +39,15 @@ _EXPORTS = {
 __all__ = ["EMOTIONS", "TARGET_EMOTIONS", *_EXPORTS]
 
 
+# The core is imported eagerly: `esnlib.capture` must be the function even after `import esnlib.capture` (a lazy
+# attribute would be shadowed by the submodule of the same name once that is imported).
+from .capture import CaptureStats, StatsStore, capture, run_traced  # noqa: E402
+from .intervention import Intervention, edit, generate  # noqa: E402
+from .sites import Site, find_sites, flat_to_layer, layer_to_flat, n_neurons, split_by_site  # noqa: E402
+
+
 def __getattr__(name: str):
-    # Lazy so that `import esnlib` stays cheap (no torch/nnsight until a core function is used).
+    # The rest is lazy (selection, store pull in pandas/pyarrow).
     if name in _EXPORTS:
         mod = importlib.import_module(f".{_EXPORTS[name]}", __name__)
         return getattr(mod, name)

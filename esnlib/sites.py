@@ -69,8 +69,14 @@ def _is_gated_mlp(m: nn.Module) -> bool:
     return all(hasattr(m, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
 
 
+#: path components that mark a speech-generation decoder: Qwen2.5-Omni's ``talker``, Kimi-Audio's ``mimo_layers``,
+#: MiniCPM-o's ``tts``
+SPEECH_SIDE_MARKERS = ("talker", "mimo_layers", "tts")
+
+
 def _side_of(path: str) -> str:
-    return "talker" if "talker" in path.split(".") or "talker" in path else "lm"
+    parts = path.split(".")
+    return "talker" if any(m in parts for m in SPEECH_SIDE_MARKERS) or "talker" in path else "lm"
 
 
 _LAYER_RE = re.compile(r"\.(\d+)\.mlp$")

@@ -147,3 +147,15 @@ def test_stats_store_killed_append_loses_only_that_batch(tmp_path, monkeypatch):
     assert np.array_equal(re.get().positive, first.positive)
     re.append(_fake_stats(rng, 1, sites), ["z"])  # overwrites the orphan rows
     assert StatsStore.open(tmp_path / "st").ids == ["x", "y", "z"]
+
+
+def test_public_capture_is_the_function_after_submodule_import():
+    # `import esnlib.capture` binds the submodule on the package; the public name must stay the function.
+    import importlib
+
+    import esnlib
+    importlib.import_module("esnlib.capture")
+    import esnlib.capture  # noqa: F401
+
+    assert callable(esnlib.capture) and esnlib.capture.__name__ == "capture"
+    assert callable(esnlib.generate)

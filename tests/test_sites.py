@@ -82,3 +82,13 @@ def test_flat_index_helpers():
         layer_to_flat([2], [40], sites)
     with pytest.raises(IndexError):
         layer_to_flat([4], [0], sites)
+
+
+def test_speech_side_markers_file_non_talker_stacks_on_the_talker_side():
+    from esnlib.sites import _side_of
+
+    assert _side_of("thinker.model.language_model.layers.3.mlp.act_fn") == "lm"
+    assert _side_of("talker.model.layers.0.mlp.act_fn") == "talker"
+    assert _side_of("model.mimo_layers.2.mlp.act_fn") == "talker"  # Kimi-Audio
+    assert _side_of("tts.model.layers.1.mlp.act_fn") == "talker"  # MiniCPM-o
+    assert _side_of("llm.model.layers.1.mlp.act_fn") == "lm"
