@@ -33,6 +33,10 @@ _EXPORTS = {
     "Intervention": "intervention",
     "generate": "intervention",
     "run_traced": "capture",
+    "RowwiseIntervention": "intervention",
+    "run_grid": "grid",
+    "Unit": "grid",
+    "UnitGroup": "grid",
     "ResultStore": "store",
 }
 
@@ -42,7 +46,7 @@ __all__ = ["EMOTIONS", "TARGET_EMOTIONS", *_EXPORTS]
 # The core is imported eagerly: `esnlib.capture` must be the function even after `import esnlib.capture` (a lazy
 # attribute would be shadowed by the submodule of the same name once that is imported).
 from .capture import CaptureStats, StatsStore, capture, run_traced  # noqa: E402
-from .intervention import Intervention, edit, generate  # noqa: E402
+from .intervention import Intervention, RowwiseIntervention, edit, generate  # noqa: E402
 from .sites import Site, find_sites, flat_to_layer, layer_to_flat, n_neurons, split_by_site  # noqa: E402
 
 

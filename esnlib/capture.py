@@ -166,7 +166,11 @@ class _State:
 
 
 def _apply_edits(g: torch.Tensor, edits, step: int):
-    for ix, kind, alpha, positions in edits:
+    for e in edits:
+        if callable(e):  # a per-row edit (intervention.RowwiseIntervention) applies itself
+            e(g, step)
+            continue
+        ix, kind, alpha, positions = e
         if positions == "generated" and step == 0:
             continue
         _edit_inplace(g, ix, kind, alpha)
@@ -262,7 +266,8 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
                capture: bool = True, plan=None, **generate_kwargs):
     """Run generation once under nnsight, visiting each site once per step (capture and/or edits).
 
-    plan: None or, per site, a list of (local index tensor, kind, alpha, positions) edits. Returns (out, stats|None).
+    plan: None or, per site, a list of edits: (local index tensor, kind, alpha, positions) tuples or callables
+    ``edit(g, step)`` that edit g in place (per-row edits). Returns (out, stats|None).
     """
     root = unwrap(model)
     if sites is None:

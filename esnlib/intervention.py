@@ -3,6 +3,9 @@
 Kinds (α ≥ 0 as in the paper): steer g·(1+α) (eq. 5), add g+α (eq. 6), clamp max(g, α) (eq. 7), deactivate 0.
 Edits are applied in place on the served activation of every selected site at every step under nnsight; weights are
 never touched. ``generate`` shares the traced runner of ``esnlib.capture`` (one visit per site per step).
+
+``RowwiseIntervention`` gives each batch row its own edit, so conditions that differ only in their edits (baseline,
+several masks, several α) share one ``generate`` call; row i gets exactly what a call with row i's edit alone gives.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 from .capture import run_traced
 from .sites import Site, find_sites, n_neurons, split_by_site, unwrap
 
-__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "generate"]
+__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "generate"]
 
 KINDS = ("steer", "add", "clamp", "deactivate")
 POSITIONS = ("all", "generated")
@@ -93,14 +96,135 @@ class Intervention:
         return Intervention(np.concatenate([iv.index for iv in ivs]), kind=k, alpha=a, positions=p)
 
 
+class RowwiseIntervention:
+    """One edit per batch row: ``rows[i]`` is None (no edit), an Intervention, or a list of them applied in turn.
+
+    Rows of one batch run through the model independently, so conditions that differ only in their edits can share
+    a batch: build the batch as the same utterances repeated once per condition (``repeat``) and pass this as
+    ``intervention=``. Slicing (``rw[i:j]``) gives the rows of a sub-batch, for adapters that split into batches.
+    """
+
+    def __init__(self, rows: Sequence):
+        norm = []
+        for i, r in enumerate(rows):
+            if r is None:
+                norm.append(())
+            elif isinstance(r, Intervention):
+                norm.append((r,))
+            elif isinstance(r, (list, tuple)) and all(isinstance(x, Intervention) for x in r):
+                norm.append(tuple(r))
+            else:
+                raise TypeError(f"RowwiseIntervention row {i}: expected None, an Intervention or a list of them; "
+                                f"got {type(r).__name__}")
+        if not norm:
+            raise ValueError("RowwiseIntervention needs at least one row (one entry per batch row)")
+        self.rows: tuple[tuple[Intervention, ...], ...] = tuple(norm)
+
+    @classmethod
+    def repeat(cls, conditions: Sequence, n: int) -> "RowwiseIntervention":
+        """Rows for a batch laid out condition-major: ``n`` rows of conditions[0], then n of conditions[1], ..."""
+        if n < 1:
+            raise ValueError(f"RowwiseIntervention.repeat: n must be >= 1 (rows per condition), got {n}")
+        return cls([c for c in conditions for _ in range(n)])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item) -> "RowwiseIntervention":
+        if not isinstance(item, slice):
+            raise TypeError("index a RowwiseIntervention with a slice (rw[i:j]); rows are at .rows[i]")
+        return RowwiseIntervention([list(r) for r in self.rows[item]])
+
+    def __repr__(self) -> str:
+        kinds = sorted({f"{iv.kind}:{iv.alpha:g}" for r in self.rows for iv in r})
+        return f"RowwiseIntervention({len(self)} rows, {sum(1 for r in self.rows if r)} edited, {kinds})"
+
+
+class _RowEdit:
+    """Edits of one site for a RowwiseIntervention, as per-row tensors over the union of touched columns.
+
+    Layer j applies the j-th Intervention of every row: ``sub = max(sub * scale + shift, floor)``, then zeros. Rows
+    or columns a layer leaves alone get scale 1, shift 0, floor -inf (the identity). Built once before the run, in
+    float32 (like the scalar edits, whose α is not rounded to a half-precision activation dtype).
+    """
+
+    def __init__(self, cols: np.ndarray, layers: list[dict]):
+        self.cols = torch.as_tensor(cols, dtype=torch.long)
+        self.layers = layers  # each: {"prefill": (scale, shift, floor, zero), "decode": (...)}
+        self.batch = int(layers[0]["decode"][0].shape[0])
+        self._dev: dict = {}
+
+    def _on(self, device):
+        if device not in self._dev:
+            self._dev[device] = (self.cols.to(device), [{k: tuple(t.to(device) for t in v) for k, v in L.items()}
+                                                        for L in self.layers])
+        return self._dev[device]
+
+    def __call__(self, g: torch.Tensor, step: int):
+        if g.shape[0] != self.batch:
+            raise ValueError(f"RowwiseIntervention has {self.batch} rows but the batch has {g.shape[0]}; give one "
+                             "row per batch row (slice it per sub-batch: rw[i:j])")
+        cols, layers = self._on(g.device)
+        sub = g[..., cols].float()
+        which = "prefill" if step == 0 else "decode"
+        for L in layers:
+            scale, shift, floor, zero = L[which]
+            sub = torch.maximum(sub * scale + shift, floor).masked_fill(zero, 0.0)
+        g[..., cols] = sub.to(g.dtype)
+
+
+def _rowwise_plan(rw: RowwiseIntervention, sites: Sequence[Site]):
+    n, B = n_neurons(sites), len(rw)
+    for i, r in enumerate(rw.rows):
+        for iv in r:
+            if iv.index.size and iv.index.max() >= n:
+                raise IndexError(f"RowwiseIntervention row {i}: index {iv.index.max()} out of range: the sites hold "
+                                 f"{n} neurons (flat indices must come from the same sites/scope)")
+    depth = max((len(r) for r in rw.rows), default=0)
+    split = [[split_by_site(iv.index, sites) for iv in r] for r in rw.rows]
+    plan: list[list] = [[] for _ in sites]
+    for s in range(len(sites)):
+        per_row = [[parts[s] for parts in r] for r in split]
+        cols = np.unique(np.concatenate([c for r in per_row for c in r] or [np.zeros(0, np.int64)]))
+        if not cols.size:
+            continue
+        pos = {int(c): k for k, c in enumerate(cols)}
+        U = len(cols)
+        layers = []
+        for j in range(depth):
+            L = {}
+            for which in ("prefill", "decode"):
+                scale, shift = np.ones((B, 1, U), np.float32), np.zeros((B, 1, U), np.float32)
+                floor, zero = np.full((B, 1, U), -np.inf, np.float32), np.zeros((B, 1, U), bool)
+                for b, r in enumerate(rw.rows):
+                    if j >= len(r) or (which == "prefill" and r[j].positions == "generated"):
+                        continue
+                    iv, k = r[j], [pos[int(c)] for c in per_row[b][j]]
+                    if iv.kind == "steer":
+                        scale[b, 0, k] = 1.0 + iv.alpha
+                    elif iv.kind == "add":
+                        shift[b, 0, k] = iv.alpha
+                    elif iv.kind == "clamp":
+                        floor[b, 0, k] = iv.alpha
+                    else:
+                        zero[b, 0, k] = True
+                L[which] = tuple(torch.from_numpy(a) for a in (scale, shift, floor, zero))
+            layers.append(L)
+        plan[s].append(_RowEdit(cols, layers))
+    return plan
+
+
 def _plan(interventions, sites: Sequence[Site]):
     """Per site, the list of (local index tensor, kind, alpha, positions) edits, built once before the run."""
+    if isinstance(interventions, RowwiseIntervention):
+        return _rowwise_plan(interventions, sites)
     if isinstance(interventions, Intervention):
         interventions = [interventions]
     interventions = list(interventions)
     for iv in interventions:
         if not isinstance(iv, Intervention):
-            raise TypeError(f"intervention must be an esnlib.Intervention or a list of them; got {type(iv).__name__}")
+            raise TypeError(f"intervention must be an esnlib.Intervention, a list of them or a RowwiseIntervention; "
+                            f"got {type(iv).__name__}")
     n = n_neurons(sites)
     plan: list[list] = [[] for _ in sites]
     for iv in interventions:
@@ -119,11 +243,27 @@ def generate(model, inputs, intervention=None, sites: Sequence[Site] | None = No
     of the served, edited activations when capture=True).
 
     intervention: None, an Intervention, or a list of them applied in turn on each site (use
-    ``Intervention.union`` to merge masks that share kind/alpha).
+    ``Intervention.union`` to merge masks that share kind/alpha), or a RowwiseIntervention (one edit per batch row).
     """
     if sites is None:
         sites = find_sites(unwrap(model), scope=scope)
+    if isinstance(intervention, RowwiseIntervention):
+        b = _batch_size(inputs)
+        if b is not None and b != len(intervention):
+            raise ValueError(f"RowwiseIntervention has {len(intervention)} rows but the inputs hold {b}; give one "
+                             "row per batch row (RowwiseIntervention.repeat(conditions, n) for n utterances)")
     plan = _plan(intervention, sites) if intervention is not None else None
     out, stats = run_traced(model, inputs, sites=sites, scope=scope, fn=fn, capture=capture, plan=plan,
                             **generate_kwargs)
     return (out, stats) if capture else out
+
+
+def _batch_size(inputs) -> int | None:
+    if torch.is_tensor(inputs):
+        return int(inputs.shape[0])
+    if hasattr(inputs, "items"):
+        for k in ("input_ids", "inputs_embeds", "input_features"):
+            v = inputs.get(k) if hasattr(inputs, "get") else None
+            if torch.is_tensor(v):
+                return int(v.shape[0])
+    return None
