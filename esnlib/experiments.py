@@ -1,0 +1,1091 @@
+"""The steps the notebooks call: baseline, identification, evaluation of masks, sweeps, SER, selector validity.
+
+No logic lives only in a notebook: every notebook is a few calls into this module plus tables and figures.
+
+Everything expensive goes through one :class:`esnlib.store.ResultStore`. A *unit* of work is one shard of utterances
+under one condition; its key is the full condition (model ``describe()``, corpus fingerprint, split, task, targets,
+selector, r, c, kind, α, scope, filter judge, seed, e_mask, the mask's own fingerprint and the shard's utterance ids).
+So notebooks share the baseline, a killed run resumes at the first missing shard without lost or duplicated rows, and
+re-running a notebook whose results exist only re-plots. Per-sample activation statistics (stage 1) go to one
+:class:`esnlib.capture.StatsStore` per (model, corpus, task, scope, sites); the cap c, success filtering, selectors
+and rates re-aggregate them and never regenerate. For a model with a talker, one identification pass captures both
+sides and serves LM-side and talker-side identification.
+
+Sample ids: EVC ``"<utt_id>|<e_tgt>"``, SER ``"<utt_id>"``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import EMOTIONS, TARGET_EMOTIONS
+from .corpora.base import CorpusError, Utterance
+
+#: the paper's identification defaults (EVC paper, section 5.2): c = 50, r = 0.5 %, steering with α = 1.0
+PAPER_RATE = 0.005
+PAPER_CAP = 50
+#: The demo LALM's thinker has about a thousand gated-MLP neurons (4 layers x 256 in the committed model;
+#: Qwen2.5-Omni-7B: 28 x 18,944 = 530k), where r = 0.5 % is ~5 neurons. Every rate of the paper is multiplied by
+#: RATE_SCALE (default r = 2 %, ~20 neurons per emotion); the sweep of notebook 03 keeps the paper's ratios
+#: (0.1 : 0.3 : 0.5 : 1.0). The notebooks print the neuron count that results.
+RATE_SCALE = 4.0
+DEMO_RATE = PAPER_RATE * RATE_SCALE
+PAPER_RATES = (0.001, 0.003, 0.005, 0.010)
+DEMO_RATES = tuple(r * RATE_SCALE for r in PAPER_RATES)
+CAPS = (10, 20, 50, 100)
+ALPHAS = (0.3, 0.5, 1.0, 2.0)
+#: method-specific strengths for Figure 6 (the paper picks α per kind to keep strength roughly comparable)
+KIND_ALPHAS = {"steer": 1.0, "add": 0.5, "clamp": 0.5, "deactivate": 0.0}
+SELECTORS = ("LAP", "LAPE", "MAD", "CAS", "random")
+MAX_WER = 0.15
+SPLITS = ("IDENTIFICATION", "DEVELOPMENT", "TEST-SEEN", "TEST-UNSEEN")
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+def fingerprint(obj: Any, n: int = 12) -> str:
+    """A short stable hash of a JSON-able object (lists of ids, masks as int lists, dicts)."""
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        return str(o)
+
+    s = json.dumps(obj, sort_keys=True, default=default, separators=(",", ":"))
+    return hashlib.sha1(s.encode()).hexdigest()[:n]
+
+
+def mask_fingerprint(index: np.ndarray | None) -> str:
+    """Fingerprint of a mask (sorted flat indices); ``"none"`` for no intervention."""
+    if index is None:
+        return "none"
+    return fingerprint(sorted(int(i) for i in np.asarray(index).ravel()))
+
+
+def _chunks(seq: Sequence, size: int) -> list[Sequence]:
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def _parse_list(x: str | Sequence[str] | None) -> tuple[str, ...]:
+    if x is None:
+        return ()
+    if isinstance(x, str):
+        return tuple(s.strip() for s in x.split(",") if s.strip())
+    return tuple(x)
+
+
+# ------------------------------------------------------------------------------------------------------------ world
+@dataclass
+class World:
+    """What every step needs: the model adapter, the corpus with its Table 1 split, judges and the stores.
+
+    ``utts``: every utterance of the corpus with ``split`` set (IDENTIFICATION / DEVELOPMENT / TEST-SEEN /
+    TEST-UNSEEN). ``judges``: name -> EmotionJudge. ``naturalness``: a NaturalnessJudge or None.
+    """
+
+    adapter: Any
+    utts: list[Utterance]
+    judges: dict[str, Any]
+    naturalness: Any
+    store: Any
+    stats_dir: Path
+    corpus: str
+    corpus_fp: str
+    batch_size: int = 16
+    shard_size: int = 16
+    audio_per_shard: int = 1
+    naturalness_per_shard: int = 2
+    seed: int = 0
+    progress: bool = True
+    share_capture: bool = True
+    _stats: dict = field(default_factory=dict, repr=False)
+
+    # -- conditions
+    def base_condition(self, task: str, scope: str = "lm") -> dict:
+        """Fields shared by every unit: model, corpus, judges, task, scope."""
+        judges = {n: (j.describe() if hasattr(j, "describe") else {"judge": n}) for n, j in sorted(self.judges.items())}
+        nat = getattr(self.naturalness, "name", None) if self.naturalness is not None else None
+        return {
+            "model": fingerprint(self.adapter.describe()),
+            "model_name": self.adapter.describe().get("model", getattr(self.adapter, "name", "model")),
+            "corpus": self.corpus,
+            "corpus_fp": self.corpus_fp,
+            "judges": fingerprint(judges),
+            "naturalness_judge": str(nat),
+            "naturalness_per_shard": int(self.naturalness_per_shard) if nat else 0,
+            "task": task,
+            "scope": scope,
+        }
+
+    # -- utterances
+    def split(self, name: str, n: int | None = None, emotion: str | None = "neutral", seed: int | None = None) -> list[Utterance]:
+        """Utterances of one Table 1 split (EVC sources are ``neutral``; ``emotion=None`` for all).
+
+        ``n`` takes a seeded subsample that is nested (the first 20 of a 40-sample draw are the 20-sample draw) and
+        spread over speakers (round robin over speakers in a seeded order).
+        """
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        pool = [u for u in self.utts if u.split == name and (emotion is None or u.emotion == emotion)]
+        if not pool:
+            raise CorpusError(f"split {name} has no {emotion or ''} utterances in corpus {self.corpus!r}: "
+                              "check the corpus size (table1_split needs 10 speakers)")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        by_spk: dict[str, list[Utterance]] = {}
+        for u in sorted(pool, key=lambda u: u.id):
+            by_spk.setdefault(u.speaker, []).append(u)
+        for spk in by_spk:
+            order = rng.permutation(len(by_spk[spk]))
+            by_spk[spk] = [by_spk[spk][i] for i in order]
+        spks = sorted(by_spk)
+        out: list[Utterance] = []
+        depth = 0
+        while len(out) < len(pool):
+            for s in spks:
+                if depth < len(by_spk[s]):
+                    out.append(by_spk[s][depth])
+            depth += 1
+        return out if n is None else out[: int(n)]
+
+    # -- per-sample statistics
+    def stats(self, task: str, scope: str = "lm"):
+        """The StatsStore for (model, corpus, task, scope); created on first use."""
+        from .capture import StatsStore
+
+        key = (task, scope)
+        if key not in self._stats:
+            cond = self.base_condition(task, scope)
+            sites = self.adapter.sites(scope)
+            # the sites' shapes are part of the key: a retrained model with other sizes never mixes statistics
+            cond["sites"] = fingerprint([(s.path, s.width, s.side) for s in sites])
+            path = self.stats_dir / f"{cond['model_name']}-{task}-{scope}-{fingerprint(cond)}"
+            if (path / "meta.json").exists():
+                self._stats[key] = StatsStore.open(path)
+            else:
+                self._stats[key] = StatsStore.create(path, sites)
+        return self._stats[key]
+
+    def sites(self, scope: str = "lm"):
+        return self.adapter.sites(scope)
+
+
+def corpus_fingerprint(utts: Sequence[Utterance]) -> str:
+    """Identifies a corpus by its ids, texts and file sizes (a rebuilt corpus with another seed gets a new key)."""
+    items = []
+    for u in sorted(utts, key=lambda u: u.id):
+        try:
+            size = os.path.getsize(u.path)
+        except OSError:
+            size = -1
+        items.append((u.id, u.text, u.emotion, size))
+    return fingerprint(items)
+
+
+def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None = None, corpus_seed: int = 0,
+                progress: bool = True) -> list[Utterance]:
+    """Load an ESD-layout corpus with the Table 1 split set on every utterance.
+
+    When ``corpus_root`` does not exist and ``build`` is true, the demo corpus is built there first
+    (``n_utts`` sentences per speaker and emotion, default the generator's default).
+    """
+    from dataclasses import replace
+
+    from .corpora.esd import load_esd, table1_split
+
+    root = Path(corpus_root)
+    present = root.is_dir() and ((root / "demo_corpus.json").exists() or any(p.is_dir() for p in root.iterdir()))
+    if not present:
+        if not build:
+            raise CorpusError(f"corpus root {root} does not exist: build the demo corpus with "
+                              "`python scripts/make_demo_corpus.py` or pass the path of ESD")
+        from .corpora.synthetic import DEFAULT_N_UTTS, build_demo_corpus
+
+        build_demo_corpus(root, n_utts=n_utts or DEFAULT_N_UTTS, seed=corpus_seed, progress=progress)
+    utts = load_esd(root)
+    parts = table1_split(utts)
+    split_of = {u.id: name for name, us in parts.items() for u in us}
+    return [replace(u, split=split_of[u.id]) for u in utts if u.id in split_of]
+
+
+def load_world(
+    model: str = "demo",
+    corpus_root: str | Path = "data/demo_corpus",
+    judges: str | Sequence[str] = ("prosody", "spectral"),
+    naturalness: str | None = "dnsmos",
+    results_dir: str | Path = "data/results",
+    stats_dir: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    shard_size: int = 16,
+    audio_per_shard: int = 1,
+    naturalness_per_shard: int = 2,
+    seed: int = 0,
+    build_corpus: bool = True,
+    n_utts: int | None = None,
+    corpus_seed: int = 0,
+    corpus_name: str | None = None,
+    progress: bool = True,
+    adapter: Any = None,
+) -> World:
+    """Build the :class:`World` the notebooks work in.
+
+    model: a name for ``esnlib.models.registry.load_model`` ("demo" = the demo LALM), or "package.module:factory"
+    (a callable returning your own ModelAdapter), unless ``adapter`` (an adapter object) is given.
+    corpus_root: an ESD-layout folder (real ESD or the demo corpus; the demo corpus is built there if missing).
+    judges: names for ``esnlib.judges.registry.load_judge`` (comma-separated string or list); naturalness likewise.
+    stats_dir: where per-sample statistics live (default ``<results_dir>/../stats``).
+    audio_per_shard: utterances per shard whose waveforms are kept (all their targets); naturalness_per_shard:
+    generated samples per shard (the first ones) scored for naturalness.
+    """
+    from .store import ResultStore
+
+    judge_names = _parse_list(judges)
+    if not judge_names:
+        raise ValueError("at least one emotion judge is needed (e.g. judges='prosody,spectral')")
+    utts = load_corpus(corpus_root, build=build_corpus, n_utts=n_utts, corpus_seed=corpus_seed, progress=progress)
+    if adapter is None:
+        adapter = _load_model(model, device)
+    jd = {name: _load_judge(name, device) for name in judge_names}
+    nat = _load_judge(naturalness, device) if naturalness else None
+    results_dir = Path(results_dir)
+    stats_dir = Path(stats_dir) if stats_dir is not None else results_dir.parent / "stats"
+    stats_dir.mkdir(parents=True, exist_ok=True)
+    return World(
+        adapter=adapter, utts=utts, judges=jd, naturalness=nat, store=ResultStore(results_dir), stats_dir=stats_dir,
+        corpus=corpus_name or Path(corpus_root).name, corpus_fp=corpus_fingerprint(utts), batch_size=batch_size,
+        shard_size=shard_size, audio_per_shard=audio_per_shard, naturalness_per_shard=naturalness_per_shard,
+        seed=seed, progress=progress,
+    )
+
+
+def _load_model(name: str, device: str):
+    """The demo LALM directly (no registry needed for the demo world); other names via the model registry."""
+    if name in ("demo", "demo-lalm"):
+        from .models.demo import DemoAdapter
+
+        return DemoAdapter(device=device)
+    if ":" in name and not Path(name).exists():  # "package.module:factory" -> factory() (your own adapter)
+        import importlib
+
+        mod, _, attr = name.partition(":")
+        return getattr(importlib.import_module(mod), attr)()
+    from .models.registry import load_model
+
+    return load_model(name, device=device)
+
+
+_DEMO_JUDGES = {"prosody": "ProsodyJudge", "demo-prosody": "ProsodyJudge", "spectral": "SpectralJudge",
+                "demo-spectral": "SpectralJudge"}
+
+
+def _load_judge(name: str, device: str = "cpu"):
+    """Demo judges (prosody, spectral, dnsmos) directly; other names via ``esnlib.judges.registry.load_judge``."""
+    key = name.strip().lower()
+    if key in _DEMO_JUDGES:
+        from .judges import demo
+
+        return getattr(demo, _DEMO_JUDGES[key])()
+    if key == "dnsmos":
+        from .judges.dnsmos import DNSMOSJudge
+
+        return DNSMOSJudge()
+    from .judges.registry import load_judge
+
+    return load_judge(name)
+
+
+# ------------------------------------------------------------------------------------------------------ generation
+def _judge_rows(world: World, audios: list, task_rows: list[dict], n_naturalness: int | None = None) -> None:
+    """Add pred_<judge>, match_<judge> and naturalness to rows in place (None audio -> no label, NaN score).
+
+    Naturalness (DNSMOS is ~1 s per clip on a CPU core) is scored on the first ``n_naturalness`` rows only (None:
+    all); the others get NaN, and summaries average over the pairs where both sides have a score.
+    """
+    # clips shorter than 0.1 s or silent (e.g. an empty decoded text) get no label and a NaN score
+    ok = [i for i, a in enumerate(audios) if a is not None and len(a) >= 1600 and np.any(np.asarray(a) != 0)]
+    clips = [audios[i] for i in ok]
+    for name, judge in world.judges.items():
+        preds = judge.predict(clips, sample_rate=16000) if clips else []
+        col = [None] * len(audios)
+        for i, p in zip(ok, preds):
+            col[i] = p
+        for r, p in zip(task_rows, col):
+            r[f"pred_{name}"] = p
+            if "target" in r:
+                r[f"match_{name}"] = bool(p is not None and p == r["target"])
+    if world.naturalness is not None:
+        nat = [i for i in ok if n_naturalness is None or i < n_naturalness]
+        scores = world.naturalness.score([audios[i] for i in nat], sample_rate=16000) if nat else []
+        col = [float("nan")] * len(audios)
+        for i, s in zip(nat, scores):
+            col[i] = float(s)
+        for r, s in zip(task_rows, col):
+            r["naturalness"] = s
+    else:
+        for r in task_rows:
+            r["naturalness"] = float("nan")
+
+
+def _read_unit(world: World, table: str, cond: dict) -> pd.DataFrame:
+    # one unit by its key (store.read would scan every unit's condition)
+    return pd.read_parquet(world.store.path(table, cond))
+
+
+def _stats_missing(stats, ids: Iterable[str]) -> list[str]:
+    return [i for i in ids if not stats.has(i)]
+
+
+def run_evc(
+    world: World,
+    utts: Sequence[Utterance],
+    targets: Sequence[str] = TARGET_EMOTIONS,
+    condition: Mapping[str, Any] | None = None,
+    intervention=None,
+    capture: bool = False,
+    scope: str = "lm",
+    table: str = "evc",
+    desc: str = "EVC",
+) -> pd.DataFrame:
+    """Generate EVC for every (utterance, e_tgt), judge it, and return tidy rows (cached per shard).
+
+    Rows: utt_id, sample_id, speaker, split, target (e_tgt), mask_emotion (e_mask or "none"), text (reference), hyp
+    (decoded text), wer, speech_tokens (the talker's tokens when the model reports them), pred_<judge>, match_<judge>, naturalness, audio_path ("" unless kept) — plus every field of
+    the condition (the store adds them). ``capture=True`` also appends each sample's activation statistics to the
+    EVC StatsStore of ``scope`` (ids ``"<utt_id>|<e_tgt>"``); a shard already in the store is regenerated only if
+    its statistics are missing.
+    """
+    from .evaluation import sample_wer
+
+    bad = [t for t in targets if t not in EMOTIONS]
+    if bad:
+        raise ValueError(f"unknown target emotions {bad}; expected a subset of {EMOTIONS}")
+    cond0 = {**world.base_condition("evc", scope), "targets": ",".join(targets), "mask_emotion": "none",
+             "mask": mask_fingerprint(getattr(intervention, "index", None)) if intervention is not None else "none",
+             "kind": getattr(intervention, "kind", "none") if intervention is not None else "none",
+             "alpha": float(getattr(intervention, "alpha", 0.0)) if intervention is not None else 0.0,
+             **(dict(condition) if condition else {})}
+    stats = world.stats("evc", scope) if capture else None
+    # what determines the generations (not which selector/r/c produced the mask): identical generations are reused
+    gen0 = {k: cond0[k] for k in ("model", "corpus_fp", "judges", "naturalness_judge", "naturalness_per_shard",
+                                  "task", "targets", "mask", "kind", "alpha")}
+    gen0["scope"] = scope if intervention is not None else "none"
+    gen0["positions"] = getattr(intervention, "positions", "all") if intervention is not None else "none"
+    frames = []
+    shards = _chunks(list(utts), world.shard_size)
+    for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
+        ids = [u.id for u in shard]
+        cond = {**cond0, "shard": fingerprint(ids)}
+        sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
+        need_stats = capture and bool(_stats_missing(stats, sample_ids))
+        if world.store.has(table, cond) and not need_stats:
+            frames.append(_read_unit(world, table, cond))
+            continue
+        alias = world.store.root / "_generations" / f"{table}-{fingerprint({**gen0, 'shard': cond['shard']}, 16)}"
+        if not need_stats and alias.exists():
+            src_key = alias.read_text().strip()
+            src_path = world.store._dir(table) / f"{src_key}.parquet"
+            if src_path.exists():
+                old = pd.read_parquet(src_path)
+                keep = [c for c in old.columns if c in _ROW_COLS or c.startswith(("pred_", "match_"))]
+                world.store.write(table, cond, old[keep])
+                frames.append(_read_unit(world, table, cond))
+                continue
+        src = [u for u in shard for _ in targets]
+        tgt = [t for _ in shard for t in targets]
+        res = world.adapter.evc(src, tgt, capture=capture, intervention=intervention, scope=scope,
+                                batch_size=world.batch_size)
+        gens, st = res if capture else (res, None)
+        if capture:
+            missing = set(_stats_missing(stats, sample_ids))
+            keep = [i for i, s in enumerate(sample_ids) if s in missing]
+            if keep:
+                stats.append(st.rows(keep), [sample_ids[i] for i in keep])
+        rows = []
+        key = world.store.key(cond)
+        for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
+            hyp = g.text or ""
+            speech = (g.extra or {}).get("speech_tokens")
+            rows.append({"utt_id": u.id, "sample_id": sample_ids[j], "speaker": u.speaker, "split": u.split,
+                         "target": t, "text": u.text, "hyp": hyp, "wer": float(sample_wer(u.text, hyp)),
+                         "speech_tokens": " ".join(map(str, speech)) if speech is not None else "",
+                         "audio_path": ""})
+        audios = [g.audio for g in gens]
+        # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
+        n_keep = world.audio_per_shard * len(targets)
+        _judge_rows(world, audios, rows, n_naturalness=world.naturalness_per_shard)
+        for j in range(min(n_keep, len(rows))):
+            if audios[j] is not None:
+                rows[j]["audio_path"] = str(world.store.write_audio(key, rows[j]["sample_id"], audios[j]))
+        df = pd.DataFrame(rows)
+        world.store.write(table, cond, df)
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        tmp = alias.with_name(alias.name + f".{os.getpid()}.tmp")
+        tmp.write_text(key)
+        os.replace(tmp, alias)
+        frames.append(_read_unit(world, table, cond))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+_ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "audio_path",
+             "naturalness")
+
+
+# ------------------------------------------------------------------------------------------- baseline / identify
+def baseline(world: World, split: str = "TEST-SEEN", n: int | None = None, targets: Sequence[str] = TARGET_EMOTIONS,
+             capture: bool = False, scope: str = "lm") -> pd.DataFrame:
+    """Unintervened EVC on the neutral utterances of ``split`` (Table 2). Shared by every notebook through the store.
+
+    ``capture=True`` (identification) also stores per-sample statistics for ``scope``.
+    """
+    utts = world.split(split, n)
+    return run_evc(world, utts, targets, condition={"split": split}, capture=capture, scope=scope,
+                   desc=f"baseline {split}")
+
+
+@dataclass
+class MaskSet:
+    """ESN masks per e_mask plus how they were identified.
+
+    masks: e_mask -> sorted flat indices over ``world.sites(scope)``; n_success: |S_e| after the cap c;
+    n_success_all: |S_e| before the cap; P: activation probabilities (E, N) in ``emotions`` order.
+    """
+
+    masks: dict[str, np.ndarray]
+    selector: str
+    rate: float
+    cap: int | None
+    filter_judge: str
+    scope: str = "lm"
+    seed: int = 0
+    n_success: dict[str, int] = field(default_factory=dict)
+    n_success_all: dict[str, int] = field(default_factory=dict)
+    P: np.ndarray | None = field(default=None, repr=False)
+    emotions: tuple[str, ...] = ()
+    source: str = ""
+
+    def condition(self) -> dict:
+        return {"selector": self.selector, "rate": float(self.rate), "cap": int(self.cap) if self.cap else 0,
+                "filter_judge": self.filter_judge, "scope": self.scope, "seed": int(self.seed),
+                "mask_source": self.source}
+
+    def frame(self, sites=None) -> pd.DataFrame:
+        from .selection import masks_to_frame
+
+        emos = list(self.masks)
+        return masks_to_frame([self.masks[e] for e in emos], emos, sites)
+
+    def sizes(self) -> dict[str, int]:
+        return {e: int(len(m)) for e, m in self.masks.items()}
+
+
+def success_frame(world: World, rows: pd.DataFrame, filter_judge: str | None = None, max_wer: float = MAX_WER,
+                  human: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows with a ``success`` column: the judge says e_tgt AND WER <= τ_wer (section 3.2).
+
+    ``human``: a frame with utt_id, target, human_success (esnlib.listening.read_filter_answers) replaces the judge
+    (CAS-H); rows without a human answer are not successes.
+    """
+    from .selection import is_success
+
+    rows = rows.copy()
+    if human is not None:
+        h = human[["utt_id", "target", "human_success"]]
+        rows = rows.merge(h, on=["utt_id", "target"], how="left")
+        hs = rows["human_success"].fillna(False).astype(bool).to_numpy()
+        rows["success"] = hs & (rows["wer"].to_numpy() <= max_wer)
+        return rows
+    judge = filter_judge or next(iter(world.judges))
+    col = f"pred_{judge}"
+    if col not in rows.columns:
+        raise KeyError(f"no predictions of judge {judge!r} in the rows; loaded judges: {list(world.judges)}")
+    pred = rows[col].where(rows[col].notna(), None).to_numpy(dtype=object)
+    rows["success"] = is_success(pred, rows["target"].to_numpy(dtype=object), rows["wer"].to_numpy(dtype=float),
+                                 max_wer)
+    return rows
+
+
+def identify(
+    world: World,
+    selector: str = "CAS",
+    rate: float = DEMO_RATE,
+    cap: int | None = PAPER_CAP,
+    filter_judge: str | None = None,
+    scope: str = "lm",
+    seed: int = 0,
+    n: int | None = None,
+    targets: Sequence[str] = TARGET_EMOTIONS,
+    max_wer: float = MAX_WER,
+    human: pd.DataFrame | None = None,
+) -> MaskSet:
+    """Stages 1-3: identification baseline with capture -> success filter -> cap c -> P -> selector masks.
+
+    The identification generations are made once (cached with their statistics); every (selector, r, c, judge)
+    re-aggregates the stored per-sample statistics, never regenerating.
+    """
+    from .selection import probabilities_from_store, select, success_sets
+
+    rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
+        world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
+    judge = filter_judge or next(iter(world.judges))
+    rows = success_frame(world, rows, judge, max_wer, human)
+    all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=list(targets), allow_empty=True)
+    groups = _nonempty_groups(all_sets, cap, "EVC identification")
+    P, emos = probabilities_from_store(store, groups)
+    masks = select(P, selector, rate, seed=seed)
+    return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap,
+                   filter_judge="human" if human is not None else judge, scope=scope, seed=seed,
+                   n_success={e: len(g) for e, g in groups.items()},
+                   n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
+                   source=world.corpus)
+
+
+def _nonempty_groups(all_sets: dict, cap: int | None, what: str) -> dict:
+    """Success sets capped at c; an emotion without any success gets no mask (warned), at least two must remain."""
+    import warnings
+
+    empty = [e for e, ids in all_sets.items() if not ids]
+    groups = {e: (ids[: int(cap)] if cap else ids) for e, ids in all_sets.items() if ids}
+    if empty:
+        warnings.warn(f"{what}: no successful sample for {empty}; these emotions get no ESN mask (raise the "
+                      "identification pool or check the model/judge)")
+    if len(groups) < 2:
+        raise ValueError(f"{what}: only {list(groups)} have successful samples (sizes "
+                         f"{ {e: len(v) for e, v in all_sets.items()} }); selectors compare emotions and need at "
+                         "least two. Raise the identification pool (n_id, corpus size) or relax the filter.")
+    return groups
+
+
+class _SiteSlice:
+    """A StatsStore view restricted to the neurons of ``sub`` sites (a subset of the store's ``full`` sites), so
+    one capture over both sides serves LM-side and talker-side identification."""
+
+    def __init__(self, store, full, sub):
+        by_path = {s.path: s for s in full}
+        missing = [s.path for s in sub if s.path not in by_path]
+        if missing:
+            raise ValueError(f"sites {missing} are not in the captured sites")
+        self.store = store
+        self.idx = np.concatenate([np.arange(by_path[s.path].offset, by_path[s.path].offset + s.width) for s in sub])
+
+    def index_of(self, ids):
+        return self.store.index_of(ids)
+
+    def aggregate(self, rows):
+        K, T = self.store.aggregate(rows)
+        return np.asarray(K)[self.idx], np.broadcast_to(np.asarray(T), np.asarray(K).shape)[self.idx]
+
+
+def _identification_rows(world: World, task: str, scope: str, run: Callable[[str], pd.DataFrame]):
+    """Identification generations with capture. Models with a talker capture both sides in one pass ("both") and
+    serve "lm" and "talker" from it; if the adapter cannot capture both sides, ``scope`` alone is captured."""
+    if task == "evc" and world.share_capture and getattr(world.adapter, "has_talker", False) \
+            and scope in ("lm", "talker"):
+        try:
+            rows = run("both")
+            return rows, _SiteSlice(world.stats(task, "both"), world.sites("both"), world.sites(scope))
+        except (NotImplementedError, ValueError, TypeError) as exc:
+            import warnings
+
+            warnings.warn(f"capturing both sides in one pass failed ({exc}); capturing {scope!r} only")
+            world.share_capture = False
+    return run(scope), world.stats(task, scope)
+
+
+def evaluate_masks(
+    world: World,
+    maskset: MaskSet,
+    kind: str = "steer",
+    alpha: float = 1.0,
+    split: str = "TEST-SEEN",
+    n: int | None = None,
+    targets: Sequence[str] = TARGET_EMOTIONS,
+    mask_emotions: Sequence[str] | None = None,
+    positions: str = "all",
+) -> pd.DataFrame:
+    """Generate with each e_mask's ESNs intervened, for every e_tgt: rows for the e_mask x e_tgt table.
+
+    Masks with identical indices (the random control gives one mask to every emotion) are generated once and their
+    rows copied under each e_mask (greedy decoding is deterministic, so this is the same result, cheaper).
+    """
+    from . import Intervention
+
+    utts = world.split(split, n)
+    frames = []
+    done: dict[str, pd.DataFrame] = {}
+    for e_mask in (mask_emotions or list(maskset.masks)):
+        index = np.asarray(maskset.masks[e_mask], dtype=np.int64)
+        fp = mask_fingerprint(index)
+        cond = {**maskset.condition(), "split": split, "mask_emotion": e_mask, "positions": positions}
+        if len(index) == 0:
+            raise ValueError(f"the {maskset.selector} mask of {e_mask!r} is empty; raise the rate r or the cap c")
+        iv = Intervention(index=index, kind=kind, alpha=alpha, positions=positions)
+        if fp in done:
+            df = done[fp].copy()
+            df["mask_emotion"] = e_mask
+        else:
+            df = run_evc(world, utts, targets, condition=cond, intervention=iv, scope=maskset.scope,
+                         desc=f"{maskset.selector} {kind} α={alpha} mask={e_mask}")
+            done[fp] = df
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------------------- summaries
+def judge_names(rows: pd.DataFrame) -> list[str]:
+    """Judges present in a frame of EVC rows (from the pred_<judge> columns)."""
+    return [c[len("pred_"):] for c in rows.columns if c.startswith("pred_")]
+
+
+def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: per e_tgt (and 'avg') the emotion match rate (%) per judge, WER (%) and naturalness."""
+    judges = judge_names(rows)
+    out = []
+    for tgt, g in list(rows.groupby("target", sort=False)) + [("avg", rows)]:
+        rec = {"e_tgt": tgt, "n": len(g)}
+        for j in judges:
+            rec[f"match_{j} (%)"] = 100.0 * float((g[f"pred_{j}"] == g["target"]).mean())
+        rec["WER (%)"] = 100.0 * float(g["wer"].mean())
+        rec["naturalness"] = float(g["naturalness"].mean())  # pandas skips NaN (unscored rows)
+        out.append(rec)
+    order = {e: i for i, e in enumerate(EMOTIONS)}
+    df = pd.DataFrame(out)
+    df["_o"] = df["e_tgt"].map(lambda e: order.get(e, 99))
+    return df.sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def label_distribution(rows: pd.DataFrame) -> pd.DataFrame:
+    """Predicted-label distribution (%) per judge and e_tgt (the neutral bias of Table 2's discussion)."""
+    recs = []
+    for j in judge_names(rows):
+        for tgt, g in rows.groupby("target"):
+            vc = g[f"pred_{j}"].fillna("none").value_counts(normalize=True) * 100
+            for lab, pct in vc.items():
+                recs.append({"judge": j, "e_tgt": tgt, "label": lab, "percent": float(pct)})
+    return pd.DataFrame(recs)
+
+
+def effect_tables(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = TARGET_EMOTIONS) -> dict:
+    """judge -> the e_mask x e_tgt table of Δ emotion match (pp) of ``rows`` against the baseline ``base``."""
+    return {j: _effect(rows, base, j, targets) for j in judge_names(rows)}
+
+
+def _effect(rows, base, judge, targets):
+    from .evaluation import effect_table
+
+    cols = ["utt_id", "target", "mask_emotion", f"pred_{judge}"]
+    b = base[["utt_id", "target", f"pred_{judge}"]].drop_duplicates(["utt_id", "target"])
+    return effect_table(rows[cols], b, f"pred_{judge}", emotions=list(targets))
+
+
+def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = TARGET_EMOTIONS, **labels) -> pd.DataFrame:
+    """Self/cross/gap (pp) per judge plus ΔWER (fraction), Δnaturalness and the intervened WER (fraction),
+    against the baseline on the same samples.
+
+    ``labels`` (e.g. selector="CAS", alpha=1.0) are added as columns so several summaries concatenate into a table.
+    """
+    from .evaluation import self_cross
+
+    keys = ["utt_id", "target"]
+    b = base.drop_duplicates(keys).set_index(keys)
+    r = rows.set_index(keys)
+    d_wer = float((r["wer"] - b["wer"].reindex(r.index)).mean())
+    d_nat = float(np.nanmean(r["naturalness"] - b["naturalness"].reindex(r.index))) \
+        if (r["naturalness"] - b["naturalness"].reindex(r.index)).notna().any() else float("nan")
+    recs = []
+    for j, t in effect_tables(rows, base, targets).items():
+        sc = self_cross(t)
+        recs.append({**labels, "judge": j, "self": sc["self"], "cross": sc["cross"], "gap": sc["gap"],
+                     "d_wer": d_wer, "d_naturalness": d_nat,
+                     "wer": float(r["wer"].mean())})
+    return pd.DataFrame(recs)
+
+
+def effect_ci(rows: pd.DataFrame, base: pd.DataFrame, judge: str, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Self-effect per e_tgt (rows with e_mask == e_tgt) with a paired bootstrap 95% CI over utterances (pp)."""
+    from .evaluation import paired_bootstrap_ci
+
+    keys = ["utt_id", "target"]
+    selfr = rows[rows["mask_emotion"] == rows["target"]]
+    m = selfr.merge(base.drop_duplicates(keys)[keys + [f"pred_{judge}"]], on=keys, suffixes=("", "_base"))
+    out = []
+    for tgt, g in m.groupby("target"):
+        t = (g[f"pred_{judge}"] == tgt).astype(float).to_numpy()
+        b = (g[f"pred_{judge}_base"] == tgt).astype(float).to_numpy()
+        ci = paired_bootstrap_ci(t, b, n_boot=n_boot, seed=seed)
+        out.append({"emotion": tgt, "delta": 100 * ci.estimate, "low": 100 * ci.low, "high": 100 * ci.high,
+                    "n": len(g)})
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------------------ SER (notebook 08)
+def run_ser(world: World, utts: Sequence[Utterance], condition: Mapping[str, Any] | None = None, intervention=None,
+            capture: bool = False, scope: str = "lm", table: str = "ser", desc: str = "SER") -> pd.DataFrame:
+    """Speech emotion recognition by the LALM itself (the SER paper's task), cached per shard.
+
+    Rows: utt_id, sample_id (= utt_id), speaker, split, emotion (true label), pred (parsed label or None), correct.
+    ``capture=True`` appends per-sample statistics to the SER StatsStore of ``scope``.
+    """
+    cond0 = {**world.base_condition("ser", scope), "mask_emotion": "none",
+             "mask": mask_fingerprint(getattr(intervention, "index", None)) if intervention is not None else "none",
+             "kind": getattr(intervention, "kind", "none") if intervention is not None else "none",
+             "alpha": float(getattr(intervention, "alpha", 0.0)) if intervention is not None else 0.0,
+             **(dict(condition) if condition else {})}
+    stats = world.stats("ser", scope) if capture else None
+    frames = []
+    shards = _chunks(list(utts), world.shard_size * 4)
+    for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
+        ids = [u.id for u in shard]
+        cond = {**cond0, "shard": fingerprint(ids)}
+        if world.store.has(table, cond) and not (capture and _stats_missing(stats, ids)):
+            frames.append(_read_unit(world, table, cond))
+            continue
+        res = world.adapter.ser(list(shard), capture=capture, intervention=intervention, scope=scope,
+                                batch_size=world.batch_size)
+        gens, st = res if capture else (res, None)
+        if capture:
+            missing = set(_stats_missing(stats, ids))
+            keep = [i for i, s in enumerate(ids) if s in missing]
+            if keep:
+                stats.append(st.rows(keep), [ids[i] for i in keep])
+        rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
+                 "pred": g.label, "correct": bool(g.label == u.emotion)} for u, g in zip(shard, gens)]
+        world.store.write(table, cond, pd.DataFrame(rows))
+        frames.append(_read_unit(world, table, cond))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def ser_baseline(world: World, split: str = "TEST-SEEN", n: int | None = None, capture: bool = False,
+                 scope: str = "lm") -> pd.DataFrame:
+    """Unintervened SER on every emotion of ``split`` (``n`` utterances, spread over speakers and emotions)."""
+    utts = world.split(split, n, emotion=None)
+    return run_ser(world, utts, {"split": split}, capture=capture, scope=scope, desc=f"SER baseline {split}")
+
+
+def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, cap: int | None = None,
+                 scope: str = "lm", seed: int = 0, n: int | None = None, split: str = "IDENTIFICATION") -> MaskSet:
+    """SER-side identification: success = the LALM recognizes the true emotion; S_e = correctly recognized
+    utterances of emotion e (capped at c); P over the LALM's labels; masks per emotion."""
+    from .selection import probabilities_from_store, select, success_sets
+
+    rows, store = _identification_rows(world, "ser", scope, lambda sc: ser_baseline(
+        world, split, n=n, capture=True, scope=sc))
+    rows = rows.assign(target=rows["emotion"], success=rows["correct"])
+    labels = [e for e in getattr(world.adapter, "labels", EMOTIONS) if (rows["emotion"] == e).any()]
+    all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=labels, allow_empty=True)
+    groups = _nonempty_groups(all_sets, cap, "SER identification")
+    P, emos = probabilities_from_store(store, groups)
+    masks = select(P, selector, rate, seed=seed)
+    return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap, filter_judge="self-ser",
+                   scope=scope, seed=seed, n_success={e: len(g) for e, g in groups.items()},
+                   n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
+                   source=world.corpus)
+
+
+def ser_effects(world: World, maskset: MaskSet, kind: str = "deactivate", alpha: float = 0.0,
+                split: str = "TEST-SEEN", n: int | None = None) -> pd.DataFrame:
+    """SER with each emotion's mask intervened on every test utterance: rows with mask_emotion."""
+    from . import Intervention
+
+    utts = world.split(split, n, emotion=None)
+    frames = []
+    for e_mask, index in maskset.masks.items():
+        iv = Intervention(index=np.asarray(index, dtype=np.int64), kind=kind, alpha=alpha)
+        cond = {**maskset.condition(), "split": split, "mask_emotion": e_mask}
+        frames.append(run_ser(world, utts, cond, intervention=iv, scope=maskset.scope,
+                              desc=f"SER {kind} mask={e_mask}"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "accuracy") -> pd.DataFrame:
+    """e_mask x true-emotion table (pp) against the SER baseline on the same utterances.
+
+    measure="accuracy": Δ recall of each true emotion (deactivation: self cells should drop most).
+    measure="predicted": Δ share of items predicted as e_mask (amplification: self-steering toward e_mask).
+    """
+    b = base.drop_duplicates("utt_id").set_index("utt_id")
+    recs = []
+    for e_mask, g in rows.groupby("mask_emotion"):
+        g = g.set_index("utt_id")
+        bb = b.reindex(g.index)
+        for emo, gg in g.groupby("emotion"):
+            idx = gg.index
+            if measure == "accuracy":
+                d = (gg["pred"] == emo).mean() - (bb.loc[idx, "pred"] == emo).mean()
+            elif measure == "predicted":
+                d = (gg["pred"] == e_mask).mean() - (bb.loc[idx, "pred"] == e_mask).mean()
+            else:
+                raise ValueError(f"measure must be 'accuracy' or 'predicted', got {measure!r}")
+            recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100.0 * float(d)})
+    t = pd.DataFrame(recs).pivot(index="e_mask", columns="emotion", values="delta")
+    order = [e for e in EMOTIONS if e in t.index] + [e for e in t.index if e not in EMOTIONS]
+    cols = [e for e in EMOTIONS if e in t.columns] + [e for e in t.columns if e not in EMOTIONS]
+    return t.reindex(index=order, columns=cols)
+
+
+def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask: pd.DataFrame,
+                   kind: str = "deactivate", alpha: float = 0.0, split: str = "TEST-SEEN",
+                   n: int | None = None) -> pd.DataFrame:
+    """Label-free application of SER masks at test time (this project's reading of the SER paper's strategies).
+
+    - ``oracle``: the mask of the true emotion (needs the label; the reference point).
+    - ``2pass``: pass 1 without intervention predicts ê; pass 2 applies the mask of ê.
+    - ``mix``: the expectation over a uniformly chosen mask: every mask applied to every item (``per_mask``, from
+      :func:`ser_effects`), accuracy averaged over masks.
+    - ``union``: one pass with the union of all emotions' masks.
+    Returns per strategy and true emotion the accuracy (%) and its change against the baseline (pp).
+    """
+    from . import Intervention
+
+    utts = {u.id: u for u in world.split(split, n, emotion=None)}
+    b = base.drop_duplicates("utt_id").set_index("utt_id")
+    out = []
+
+    def acc_rows(name, df):
+        for emo, g in df.groupby("emotion"):
+            base_acc = float((b.loc[g["utt_id"], "pred"].to_numpy() == emo).mean())
+            out.append({"strategy": name, "emotion": emo, "accuracy": 100 * float(g["correct"].mean()),
+                        "delta": 100 * (float(g["correct"].mean()) - base_acc), "n": len(g)})
+
+    oracle = per_mask[per_mask["mask_emotion"] == per_mask["emotion"]]
+    acc_rows("oracle", oracle)
+    # 2-pass: pass-1 predictions are the baseline rows; items predicted as a label with no mask stay unintervened
+    parts = []
+    for e_hat, g in b.loc[list(utts)].groupby("pred", dropna=False):
+        ids = list(g.index)
+        if isinstance(e_hat, str) and e_hat in maskset.masks:
+            sel = per_mask[(per_mask["mask_emotion"] == e_hat) & per_mask["utt_id"].isin(ids)]
+            parts.append(sel)
+        else:
+            parts.append(base[base["utt_id"].isin(ids)])
+    acc_rows("2pass", pd.concat(parts, ignore_index=True))
+    mix = per_mask.groupby(["utt_id", "emotion"], as_index=False)["correct"].mean()
+    acc_rows("mix", mix)
+    union = np.unique(np.concatenate([np.asarray(m) for m in maskset.masks.values()]))
+    iv = Intervention(index=union.astype(np.int64), kind=kind, alpha=alpha)
+    urows = run_ser(world, list(utts.values()), {**maskset.condition(), "split": split, "mask_emotion": "union"},
+                    intervention=iv, scope=maskset.scope, desc="SER union")
+    acc_rows("union", urows)
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------ selector validity (notebook 09)
+def selector_scores(P: np.ndarray, method: str, rate: float = DEMO_RATE, seed: int = 0,
+                    lape_percentile: float = 95.0) -> np.ndarray:
+    """Per-emotion ranking scores (E, N) of a selector; the top floor(rN) of row e is ``select(...)[e]``.
+
+    Mirrors section 3.3.2 (LAP: P; MAD: |P - mean|; CAS: the top1-top2 margin for the neuron's top emotion, -inf
+    otherwise; LAPE: P inside the low-entropy pool, -inf outside; random: a seeded random score). Notebook 09 needs
+    the full ranking, ``select`` only returns the masks; tests check the two agree.
+    """
+    from .selection import _entropy
+
+    P = np.asarray(P, dtype=np.float64)
+    E, N = P.shape
+    m = method.upper() if method.lower() != "random" else "random"
+    if m == "LAP":
+        return P.copy()
+    if m == "MAD":
+        return np.abs(P - P.mean(axis=0, keepdims=True))
+    if m == "CAS":
+        order = np.argsort(-P, axis=0, kind="stable")
+        top_e, cols = order[0], np.arange(N)
+        margin = P[top_e, cols] - P[order[1], cols]
+        return np.stack([np.where((top_e == e) & (margin > 0), margin, -np.inf) for e in range(E)])
+    if m == "LAPE":
+        H = _entropy(P)
+        kept = (P > np.percentile(P, lape_percentile)).any(axis=0) & np.isfinite(H)
+        n_cand = int(math.floor(round(min(1.0, 5 * rate) * N, 9)))
+        finite = np.nonzero(np.where(kept, True, False))[0]
+        order = finite[np.argsort(H[finite], kind="stable")][:n_cand]
+        out = np.full((E, N), -np.inf)
+        out[:, order] = P[:, order]
+        return out
+    if m == "random":
+        from .selection import n_selected
+
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(N, size=n_selected(rate, N), replace=False)
+        s = np.full(N, -np.inf)
+        s[idx] = 1.0
+        return np.tile(s, (E, 1))
+    raise ValueError(f"unknown selector {method!r}; expected one of {SELECTORS}")
+
+
+def emotion_score(prosody: Mapping[str, float], emotion: str) -> float:
+    """How far a rendered prosody lies along the neutral -> ``emotion`` profile direction (0 = neutral, 1 = the
+    full profile), fields standardized by the corpus jitter. A continuous stand-in for "probability of the target
+    emotion" that needs no judge (demo world only: the demo talker emits prosody tokens)."""
+    from . import tts
+
+    n, p = tts.PROFILES["neutral"], tts.PROFILES[emotion]
+    d = np.array([(getattr(p, f) - getattr(n, f)) / getattr(tts.JITTER, f) for f in tts.FIELDS])
+    x = np.array([(float(prosody[f]) - getattr(n, f)) / getattr(tts.JITTER, f) for f in tts.FIELDS])
+    return float(x @ d / (d @ d))
+
+
+def _prosody_of(g) -> dict:
+    pros = (g.extra or {}).get("prosody")
+    if pros is None:
+        raise ValueError("selector validity needs the demo talker's prosody (Generation.extra['prosody']); this "
+                         "model does not expose it — notebook 09 runs on the demo LALM only")
+    return pros if isinstance(pros, dict) else pros.as_dict()
+
+
+def causal_effects(world: World, candidates: Sequence[int], targets: Sequence[str] = TARGET_EMOTIONS,
+                   split: str = "DEVELOPMENT", n: int = 8, kind: str = "deactivate", alpha: float = 0.0,
+                   scope: str = "lm") -> pd.DataFrame:
+    """Per-neuron causal effect on the demo model: ablate each candidate neuron alone and measure the drop in
+    :func:`emotion_score` of the talker's prosody for each instructed e_tgt, against the unintervened run.
+
+    Returns rows neuron, e_tgt, effect (mean over the ``n`` utterances of score(base) - score(ablated); positive =
+    the neuron supports that emotion). Cached in the store (table "causal") one unit per neuron.
+    """
+    from . import Intervention
+
+    utts = world.split(split, n)
+    src = [u for u in utts for _ in targets]
+    tgt = [t for _ in utts for t in targets]
+    cond0 = {**world.base_condition("evc-causal", scope), "split": split, "n": len(utts),
+             "utts": fingerprint([u.id for u in utts]), "targets": ",".join(targets), "kind": kind,
+             "alpha": float(alpha)}
+
+    def run(index):
+        cond = {**cond0, "neuron": int(index) if index is not None else -1}
+        if world.store.has("causal", cond):
+            return _read_unit(world, "causal", cond)
+        iv = None if index is None else Intervention(index=np.array([index], dtype=np.int64), kind=kind, alpha=alpha)
+        gens = world.adapter.evc(src, tgt, intervention=iv, scope=scope, batch_size=world.batch_size)
+        df = pd.DataFrame({"utt_id": [u.id for u in src], "target": tgt,
+                           "score": [emotion_score(_prosody_of(g), t) for g, t in zip(gens, tgt)]})
+        world.store.write("causal", cond, df)
+        return _read_unit(world, "causal", cond)
+
+    base = run(None).set_index(["utt_id", "target"])["score"]
+    recs = []
+    for idx in tqdm(list(candidates), desc="ablating candidates", disable=not world.progress):
+        s = run(int(idx)).set_index(["utt_id", "target"])["score"]
+        d = (base - s.reindex(base.index)).groupby(level="target").mean()
+        for t in targets:
+            recs.append({"neuron": int(idx), "e_tgt": t, "effect": float(d[t])})
+    return pd.DataFrame(recs)
+
+
+def selector_validity(P: np.ndarray, emotions: Sequence[str], causal: pd.DataFrame, rate: float = DEMO_RATE,
+                      selectors: Sequence[str] = SELECTORS, seed: int = 0) -> pd.DataFrame:
+    """Precision@N_sel and Spearman ρ of each selector's ranking against the measured causal effects.
+
+    Over the candidate neurons of ``causal``: the causal top set of e = the N_sel candidates with the largest effect
+    on e (N_sel = the selector's own mask size for e, capped by the number of candidates); precision@N_sel = share
+    of the selector's mask (restricted to candidates) inside it, ties split evenly; ``chance`` = the precision of a
+    random pick; ρ = Spearman correlation between the selector's score and the effect over all candidates (-inf
+    scores tie at the bottom; NaN when either side is constant).
+    """
+    from scipy.stats import spearmanr
+
+    from .selection import select
+
+    cand = np.array(sorted(causal["neuron"].unique()), dtype=np.int64)
+    recs = []
+    for sel in selectors:
+        scores = selector_scores(P, sel, rate, seed)
+        masks = select(P, sel, rate, seed=seed)
+        for e_i, e in enumerate(emotions):
+            eff = causal[causal["e_tgt"] == e].set_index("neuron")["effect"].reindex(cand).to_numpy()
+            sc = scores[e_i, cand]
+            sc = np.where(np.isfinite(sc), sc, np.nanmin(np.where(np.isfinite(sc), sc, np.nan)) - 1
+                          if np.isfinite(sc).any() else 0.0)
+            in_mask = np.isin(cand, masks[e_i])
+            k = int(in_mask.sum())
+            prec = _precision_with_ties(eff, in_mask) if k else float("nan")
+            rho = float(spearmanr(sc, eff).statistic) if np.ptp(sc) > 0 and np.ptp(eff) > 0 else float("nan")
+            recs.append({"selector": sel, "emotion": e, "n_in_candidates": k, "precision": prec,
+                         "chance": k / len(cand), "spearman": rho,
+                         "mean_effect_of_mask": float(np.mean(eff[in_mask])) if k else float("nan")})
+    return pd.DataFrame(recs)
+
+
+def _precision_with_ties(eff: np.ndarray, in_mask: np.ndarray) -> float:
+    """Share of the mask inside the causal top-k (k = mask size), ties at the k-th value split evenly (the expected
+    precision under random tie-breaking: all-equal effects give the chance level k / n, not an artefact of order)."""
+    k = int(in_mask.sum())
+    order = np.sort(eff)[::-1]
+    theta = order[k - 1]
+    above = eff > theta
+    at = eff == theta
+    slots = k - int(above.sum())
+    credit = above[in_mask].sum() + at[in_mask].sum() * (slots / at.sum())
+    return float(credit / k)
+
+
+def candidate_neurons(P: np.ndarray, rate: float = DEMO_RATE, selectors: Sequence[str] = SELECTORS,
+                      n_random: int = 0, seed: int = 0, per_emotion: int | None = None) -> np.ndarray:
+    """The union of every selector's masks (optionally only the ``per_emotion`` top-scored of each) plus
+    ``n_random`` uniformly drawn neurons, so the candidate pool is not made only of selector picks."""
+    from .selection import select
+
+    picks = []
+    for sel in selectors:
+        if sel == "random":
+            continue
+        if per_emotion is None:
+            picks += [np.asarray(m) for m in select(P, sel, rate, seed=seed)]
+        else:
+            sc = selector_scores(P, sel, rate, seed)
+            for row in sc:
+                fin = np.nonzero(np.isfinite(row))[0]
+                picks.append(fin[np.argsort(-row[fin], kind="stable")[:per_emotion]])
+    cand = np.unique(np.concatenate(picks)) if picks else np.array([], dtype=np.int64)
+    if n_random:
+        rng = np.random.default_rng(seed + 1)
+        rest = np.setdiff1d(np.arange(P.shape[1]), cand)
+        cand = np.union1d(cand, rng.choice(rest, size=min(n_random, len(rest)), replace=False))
+    return cand.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ notebook helpers
+def defaults(smoke: bool = False) -> dict:
+    """Sizes of the notebooks' runs. Full: sized so that ``make paper`` (all notebooks, corpus build included) fits
+    in ~20 minutes on 2 CPU cores with the demo world. Smoke: tiny, for tests (every figure still drawn, sweeps
+    shortened to two points)."""
+    if smoke:
+        return {"n_id": None, "n_eval": 1, "n_ser": 10, "n_causal": 1, "n_candidates": 6, "corpus_n_utts": 7,
+                "second_corpus_n_utts": 7, "shard_size": 8, "batch_size": 16, "naturalness_per_shard": 0,
+                "paper_rates": (PAPER_RATES[0], PAPER_RATE), "caps": (10, PAPER_CAP), "alphas": (0.5, 1.0),
+                "talker_selectors": ("CAS",)}
+    return {"n_id": None, "n_eval": 12, "n_ser": 60, "n_causal": 4, "n_candidates": 40, "corpus_n_utts": None,
+            "second_corpus_n_utts": 14, "shard_size": 12, "batch_size": 16, "naturalness_per_shard": 2,
+            "paper_rates": PAPER_RATES, "caps": CAPS, "alphas": ALPHAS, "talker_selectors": ("CAS", "MAD", "LAP")}
+
+
+def save_table(df: pd.DataFrame, name: str, figures_dir: str | Path = "figures", latex: bool = True,
+               float_format: str = "%.2f") -> list[Path]:
+    """Write a result table as CSV (and LaTeX) under ``<figures_dir>/tables/``."""
+    out = Path(figures_dir) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.csv"]
+    df.to_csv(paths[0], float_format=float_format)
+    if latex:
+        paths.append(out / f"{name}.tex")
+        paths[-1].write_text(df.to_latex(float_format=lambda v: float_format % v, na_rep="--"), encoding="utf-8")
+    return paths
+
+
+def audio_pairs(base: pd.DataFrame, rows: pd.DataFrame, k: int = 2, self_only: bool = True) -> pd.DataFrame:
+    """Up to ``k`` (baseline, intervened) sample pairs that both kept their waveform, for listening in notebooks."""
+    b = base[base["audio_path"].astype(str) != ""][["sample_id", "target", "hyp", "audio_path"]]
+    r = rows[rows["audio_path"].astype(str) != ""]
+    if self_only and "mask_emotion" in r.columns:
+        r = r[r["mask_emotion"] == r["target"]]
+    m = r[["sample_id", "mask_emotion", "hyp", "audio_path"]].merge(b, on="sample_id", suffixes=("", "_base"))
+    return m.drop_duplicates("sample_id").head(k).reset_index(drop=True)

@@ -1,0 +1,494 @@
+"""Write notebooks/01-09 (the sources, saved without outputs) from the cell texts below.
+
+The .ipynb files are the sources that the runner executes; this script only keeps their shared set-up cells
+consistent. Run: ``python scripts/build_notebooks.py`` (overwrites notebooks/0[1-9]_*.ipynb).
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PARAMS = '''\
+# Parameters (papermill overrides these; `smoke=True` shrinks every run for tests)
+model = "demo"                  # esnlib.models.registry name or path
+corpus_root = "data/demo_corpus"  # ESD layout: real ESD or the demo corpus (built here if missing)
+corpus_n_utts = None            # sentences per speaker when the demo corpus is built here (None: mode default)
+judges = "prosody,spectral"     # emotion judges (esnlib.judges.registry), the first one filters successes
+naturalness = "dnsmos"          # naturalness judge (UTMOS in the paper)
+selector = "CAS"
+r = None                        # selection rate; None: esnlib.experiments.DEMO_RATE (the paper's 0.5 % scaled)
+c = 50                          # success-set cap
+max_wer = 0.15                  # success filter: WER threshold (the paper's tau_wer)
+alpha = 1.0
+kind = "steer"
+n_id = None                     # identification sources (neutral utterances); None: the whole split
+n_eval = None                   # evaluation sources per split; None: mode default
+device = "cpu"
+seed = 0
+smoke = False
+batch_size = None
+results_dir = "data/results"
+stats_dir = None                # per-sample activation statistics; None: <results_dir>/../stats
+figures_dir = "figures"
+'''
+
+SETUP = '''\
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Audio, Markdown, display
+
+import esnlib
+import esnlib.experiments as X
+from esnlib import plots
+from esnlib.evaluation import self_cross
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+S = X.defaults(smoke)
+r = X.DEMO_RATE if r is None else r
+n_eval = S["n_eval"] if n_eval is None else n_eval
+n_id = S["n_id"] if n_id is None else n_id
+world = X.load_world(model=model, corpus_root=corpus_root, judges=judges, naturalness=naturalness,
+                     results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
+                     batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
+                     naturalness_per_shard=S["naturalness_per_shard"], n_utts=corpus_n_utts or S["corpus_n_utts"])
+J = list(world.judges)
+N_LM = sum(s.width for s in world.sites("lm"))
+
+
+def save(fig, name):
+    """Save a figure as figures/<notebook>_<name>.{pdf,png}."""
+    plots.save(fig, f"{NB}_{name}", figures_dir)
+    display(fig)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def table(df, name, latex=True):
+    X.save_table(df, f"{NB}_{name}", figures_dir, latex=latex)
+    return df
+
+
+def listen(base_rows, rows, k=2):
+    """Inline audio: baseline vs intervened for a few samples."""
+    for _, p in X.audio_pairs(base_rows, rows, k=k).iterrows():
+        display(Markdown(f"**{p.sample_id}** (e_tgt = {p.target}, e_mask = {p.mask_emotion}) — "
+                         f"baseline: *{p.hyp_base}* / intervened: *{p.hyp}*"))
+        display(Audio(filename=p.audio_path_base), Audio(filename=p.audio_path))
+
+
+print(f"model {world.adapter.describe()} | corpus {world.corpus} ({len(world.utts)} utterances) | judges {J} | "
+      f"N(lm) = {N_LM} | r = {r:.4f} -> {int(np.floor(r * N_LM))} neurons per emotion | c = {c}")
+'''
+
+
+def nb(name: str, title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    params = new_code_cell(PARAMS)
+    params.metadata["tags"] = ["parameters"]
+    out = [new_markdown_cell(f"# {title}\n\n{textwrap.dedent(intro).strip()}"), params,
+           new_code_cell(f'NB = "{name}"\n' + SETUP)]
+    for kind, src in cells:
+        src = textwrap.dedent(src).strip()
+        out.append(new_markdown_cell(src) if kind == "md" else new_code_cell(src))
+    book = new_notebook(cells=out)
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    book.metadata["language_info"] = {"name": "python"}
+    return book
+
+
+NOTEBOOKS: dict[str, tuple[str, str, list]] = {}
+
+
+def register(name, title, intro, cells):
+    NOTEBOOKS[name] = (title, intro, cells)
+
+
+# ----------------------------------------------------------------------------------------------------------- 01
+register("01_baseline", "01 · Baseline EVC (Table 2)", """
+    The unintervened model converts neutral TEST-SEEN utterances to each target emotion. We report the paper's three
+    axes: target-emotion match per judge, WER of the decoded text against the reference transcript, and
+    naturalness (DNSMOS OVRL in the demo world; UTMOS in the paper), plus the distribution of predicted labels
+    (the paper's neutral bias). Every later notebook compares against exactly these rows (shared via the store).
+""", [
+    ("code", """
+        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        t2 = table(X.baseline_table(base), "table2")
+        t2
+    """),
+    ("code", """
+        long = pd.concat([base.assign(judge=j, match=base[f"match_{j}"]) for j in J], ignore_index=True)
+        save(plots.emotion_match_bars(long, title="Baseline emotion match (TEST-SEEN)"), "emotion_match")
+        dist = pd.concat([base.assign(judge=j, pred=base[f"pred_{j}"]) for j in J], ignore_index=True)
+        save(plots.label_distribution(dist, title="Predicted labels of the baseline"), "label_distribution")
+        ld = table(X.label_distribution(base), "label_distribution", latex=False)
+    """),
+    ("md", """
+        **What the figures show.** Bars: share of conversions that each judge labels with the instructed emotion.
+        Second figure: which labels the judges actually predict. The paper's Qwen2.5-Omni-7B predicts *neutral*
+        57.2 % of the time (emotion2vec); the cell below reads the same numbers from this run.
+    """),
+    ("code", """
+        avg = t2.set_index("e_tgt").loc["avg"]
+        neutral = {j: float((base[f"pred_{j}"] == "neutral").mean() * 100) for j in J}
+        best = t2[t2.e_tgt != "avg"].set_index("e_tgt")[f"match_{J[0]} (%)"]
+        display(Markdown(
+            f"Average emotion match: " + ", ".join(f"{j} {avg[f'match_{j} (%)']:.1f} %" for j in J)
+            + f"; WER {avg['WER (%)']:.1f} %; naturalness {avg['naturalness']:.2f}. "
+            + "Neutral predicted: " + ", ".join(f"{j} {v:.1f} %" for j, v in neutral.items()) + ". "
+            + f"Easiest target for {J[0]}: {best.idxmax()} ({best.max():.1f} %), hardest: {best.idxmin()} "
+            + f"({best.min():.1f} %). The paper's baselines are 5-16 % match with a strong neutral bias; the demo "
+            + "LALM was trained with a share of under-expressed targets to resemble that, so its numbers are a "
+            + "property of that training data, not a finding about real LALMs."))
+    """),
+    ("code", """
+        for _, row in base[base.audio_path.astype(str) != ""].head(3).iterrows():
+            display(Markdown(f"**{row.sample_id}** → {row.target}: *{row.hyp}* (judges: "
+                             + ", ".join(f"{j}={row[f'pred_{j}']}" for j in J) + ")"))
+            display(Audio(filename=row.audio_path))
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 02
+register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
+    ESNs identified on the IDENTIFICATION split (success filter: the first judge says e_tgt and WER ≤ 0.15; cap c)
+    with each selector (LAP, LAPE, MAD, CAS, random), then steered (α = 1) on TEST-SEEN for every e_mask × e_tgt.
+    Self effect = diagonal Δ emotion match (pp), cross effect = off-diagonal mean, gap = self − cross.
+    Rate: the paper's r = 0.5 % of 530k neurons is ~2.6k neurons per emotion; the demo thinker has far fewer
+    neurons, so the demo default is r = 0.5 % × `X.RATE_SCALE` (printed above with the resulting neuron count).
+""", [
+    ("code", """
+        selectors = list(X.SELECTORS)
+        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        masksets = {s: X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer) for s in selectors}
+        ms = masksets[selectors[0]]
+        display(Markdown(f"Success sets (judge {ms.filter_judge}): before cap {ms.n_success_all}, after cap c={c}: "
+                         f"{ms.n_success}. Mask sizes: " + "; ".join(f"{s}: {m.sizes()}" for s, m in masksets.items())))
+    """),
+    ("code", """
+        rows, summ, heat = {}, [], {}
+        for s, m in masksets.items():
+            rows[s] = X.evaluate_masks(world, m, kind="steer", alpha=alpha, split="TEST-SEEN", n=n_eval)
+            summ.append(X.summarize(rows[s], base, selector=s))
+            heat[s] = X.effect_tables(rows[s], base)[J[0]]
+        t3 = table(pd.concat(summ, ignore_index=True), "table3")
+        t3
+    """),
+    ("code", """
+        save(plots.selector_summary(t3, title=f"Selectors (c={c}, r={r:.3%}, steer α={alpha})"), "summary")
+        save(plots.effect_heatmaps(heat, title=f"Δ emotion match (pp), judge {J[0]}"), "heatmaps")
+    """),
+    ("code", """
+        g = t3[t3.judge == J[0]].set_index("selector")
+        best = g["gap"].idxmax()
+        lead = (f"With judge {J[0]}, no selector separates self from cross effects (every gap is "
+                f"{g['gap'].max():+.1f} pp). " if g["gap"].nunique() == 1 else
+                f"With judge {J[0]}, the largest self−cross gap comes from **{best}** ({g.loc[best, 'gap']:+.1f} pp; "
+                f"self {g.loc[best, 'self']:+.1f}, cross {g.loc[best, 'cross']:+.1f}). ")
+        display(Markdown(
+            lead + f"The random control's gap is {g.loc['random', 'gap']:+.1f} pp. "
+            "The paper finds CAS and MAD strongest and LAPE diffuse on Qwen2.5-Omni-7B; compare the ranking here. "
+            f"ΔWER per selector (pp): " + ", ".join(f"{s} {100 * v:+.1f}" for s, v in g['d_wer'].items()) + "."))
+        listen(base, rows["CAS"] if "CAS" in rows else next(iter(rows.values())))
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 03
+register("03_rate_sweep", "03 · Selection rate r (Figure 4)", """
+    CAS masks at the paper's rates 0.1, 0.3, 0.5 and 1.0 %, each multiplied by `X.RATE_SCALE` for the small demo
+    thinker (the ratios between rates are the paper's), c and α fixed.
+""", [
+    ("code", """
+        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        paper_rates = S["paper_rates"]
+        rates = [x * r / X.PAPER_RATE for x in paper_rates]
+        heat, summ = {}, []
+        for paper_r, rr in zip(paper_rates, rates):
+            m = X.identify(world, selector, rate=rr, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+            rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, n=n_eval)
+            label = f"r={rr:.2%} (paper {paper_r:.1%}), {int(np.floor(rr * N_LM))} neurons"
+            heat[label] = X.effect_tables(rows, base)[J[0]]
+            summ.append(X.summarize(rows, base, rate=rr, paper_rate=paper_r))
+        sweep = table(pd.concat(summ, ignore_index=True), "rate_sweep")
+        save(plots.effect_heatmaps(heat, title=f"{selector}: Δ emotion match (pp) vs r, judge {J[0]}"), "heatmaps")
+        save(plots.tradeoff(sweep[sweep.judge == J[0]], x="rate", gain="self", wer="wer",
+                            title="Self effect and WER vs r"), "tradeoff")
+        sweep
+    """),
+    ("code", """
+        g = sweep[sweep.judge == J[0]].set_index("rate")
+        mono = bool(np.all(np.diff(g["self"].to_numpy()) >= 0))
+        display(Markdown(f"Self effect by r ({J[0]}): " + ", ".join(f"{k:.2%}: {v:+.1f} pp" for k, v in g['self'].items())
+                         + f". Monotonic over the sweep: **{mono}** (the paper reports a largely monotonic trend "
+                         "within 0.1-1.0 %, with more off-diagonal change at 1.0 %)."))
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 04
+register("04_cap_sweep", "04 · Success-set size c (Figure 5)", """
+    CAS masks from success sets capped at c ∈ {10, 20, 50, 100}. The sets are nested (the c=10 set is inside the
+    c=20 set) and re-aggregated from the stored per-sample statistics: no generation is repeated for a new c.
+""", [
+    ("code", """
+        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        heat, summ, sizes = {}, [], []
+        for cc in S["caps"]:
+            m = X.identify(world, selector, rate=r, cap=cc, seed=seed, n=n_id, max_wer=max_wer)
+            rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, n=n_eval)
+            heat[f"c={cc}"] = X.effect_tables(rows, base)[J[0]]
+            summ.append(X.summarize(rows, base, cap=cc))
+            sizes.append({"c": cc, **{f"|S_{e}|": v for e, v in m.n_success.items()}})
+        sweep = table(pd.concat(summ, ignore_index=True), "cap_sweep")
+        display(table(pd.DataFrame(sizes), "success_set_sizes", latex=False))
+        save(plots.effect_heatmaps(heat, title=f"{selector}: Δ emotion match (pp) vs c, judge {J[0]}"), "heatmaps")
+        sweep
+    """),
+    ("code", """
+        sz = pd.DataFrame(sizes).set_index("c")
+        binding = [cc for cc in S["caps"] if (sz.loc[cc] >= cc).any()]
+        display(Markdown(f"The cap binds (some |S_e| reaches c) for c ∈ {binding}; above that every success is used "
+                         "and masks stop changing. Gap by c: " + ", ".join(
+                             f"c={k}: {v:+.1f} pp" for k, v in sweep[sweep.judge == J[0]].set_index('cap')['gap'].items())
+                         + ". The paper sees noisy heatmaps at c=10 and cleaner separation at c≥20."))
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 05
+register("05_intervention", "05 · Intervention design (Figure 6, Table 4, Figure 7)", """
+    The same CAS masks under the four intervention kinds (steer, add, clamp, deactivate; α per kind as in the paper's
+    Figure 6 spirit: chosen to be roughly comparable, listed below), then steering with α ∈ {0.3, 0.5, 1, 2}, and the
+    emotion-vs-WER trade-off.
+""", [
+    ("code", """
+        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+        heat, summ = {}, []
+        for k, a in X.KIND_ALPHAS.items():
+            rows = X.evaluate_masks(world, m, kind=k, alpha=a, n=n_eval)
+            heat[k if k == "deactivate" else f"{k} α={a}"] = X.effect_tables(rows, base)[J[0]]
+            summ.append(X.summarize(rows, base, kind=k, alpha=a))
+        kinds = table(pd.concat(summ, ignore_index=True), "kinds")
+        save(plots.effect_heatmaps(heat, title=f"Intervention kinds, judge {J[0]}"), "kinds_heatmaps")
+        kinds
+    """),
+    ("code", """
+        heat, summ, keep = {}, [], {}
+        for a in S["alphas"]:
+            rows = X.evaluate_masks(world, m, kind="steer", alpha=a, n=n_eval)
+            heat[f"α={a}"] = X.effect_tables(rows, base)[J[0]]
+            summ.append(X.summarize(rows, base, alpha=a))
+            keep[a] = rows
+        t4 = table(pd.concat(summ, ignore_index=True), "table4")
+        save(plots.effect_heatmaps(heat, title=f"Steering strength α, judge {J[0]}"), "alpha_heatmaps")
+        save(plots.tradeoff(t4, x="alpha", gain="self", wer="wer", hue="judge",
+                            title="Emotion gain vs WER over α"), "tradeoff")
+        t4
+    """),
+    ("code", """
+        g = t4[t4.judge == J[0]].set_index("alpha")
+        display(Markdown(f"Self effect over α ({J[0]}): " + ", ".join(f"{k}: {v:+.1f} pp" for k, v in g['self'].items())
+                         + "; WER: " + ", ".join(f"{k}: {100 * v:.1f} %" for k, v in g['wer'].items())
+                         + ". The paper (Table 4) sees self effects grow with α while WER rises."))
+        listen(base, keep[max(keep)])
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 06
+register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", """
+    Where the CAS ESNs sit (count per decoder layer and emotion), the same pipeline on the talker (speech-generation
+    side, Table 6), and how similar masks identified with the two judges' success filters are (Table 5: Jaccard,
+    direct match, JSD of the layer distributions; the paper compares human- vs SER-filtered sets — here the two demo
+    judges stand in for the two supervision signals).
+""", [
+    ("code", """
+        from esnlib.evaluation import direct_match, jaccard, jsd, layer_counts, layer_distribution
+
+        m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+        counts = layer_counts([m.masks[e] for e in m.masks], list(m.masks), world.sites("lm"))
+        table(counts, "layer_counts", latex=False)
+        save(plots.layer_heatmap({world.adapter.describe().get("model", "model"): counts},
+                                 title=f"{selector} ESNs per layer (r={r:.2%})"), "layer_counts")
+        counts
+    """),
+    ("code", """
+        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        summ = []
+        for s in S["talker_selectors"]:
+            mt = X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, scope="talker", max_wer=max_wer)
+            rows = X.evaluate_masks(world, mt, kind="steer", alpha=alpha, n=n_eval)
+            summ.append(X.summarize(rows, base, selector=s, side="talker"))
+        t6 = table(pd.concat(summ, ignore_index=True), "table6")
+        save(plots.selector_summary(t6, title="Steering ESNs of the talker"), "talker_summary")
+        t6
+    """),
+    ("code", """
+        if len(J) < 2:
+            raise ValueError("Table 5 compares masks from two judges' filters: pass two judges")
+        ma = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, filter_judge=J[0], max_wer=max_wer)
+        mb = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, filter_judge=J[1], max_wer=max_wer)
+        sites = world.sites("lm")
+        t5 = pd.DataFrame([{"emotion": e, "jaccard": jaccard(ma.masks[e], mb.masks[e]),
+                            "direct_match": direct_match(ma.masks[e], mb.masks[e]),
+                            "jsd": jsd(layer_distribution(ma.masks[e], sites), layer_distribution(mb.masks[e], sites))}
+                           for e in ma.masks if e in mb.masks])
+        t5 = table(t5.set_index("emotion"), "table5")
+        display(Markdown(f"Masks from the {J[0]}- vs {J[1]}-filtered success sets: mean Jaccard "
+                         f"{t5.jaccard.mean():.3f}, mean JSD of layer distributions {t5.jsd.mean():.3f} (paper, human vs "
+                         "SER filter: Jaccard 0.13-0.22, JSD 0.021)."))
+        t5
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 07
+register("07_generalization", "07 · Generalization (Figure 10, mask transfer)", """
+    CAS masks identified on IDENTIFICATION speakers, applied to TEST-SEEN (seen speakers, unseen sentences) and
+    TEST-UNSEEN (unseen speakers): self effect per emotion with paired bootstrap 95 % CIs over utterances.
+    Then **mask transfer across corpora**: a second demo corpus built with another seed (other sentences drawn from
+    the corpus pool and other per-utterance prosody; the same ten corpus voices, because the other voice sets are
+    reserved for the model's and the judges' training) — the masks from corpus A are applied to corpus B's TEST-SEEN
+    and compared with masks identified on corpus B itself.
+""", [
+    ("code", """
+        m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+        parts = []
+        for split in ("TEST-SEEN", "TEST-UNSEEN"):
+            base = X.baseline(world, split, n=n_eval)
+            rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, split=split, n=n_eval)
+            parts.append(X.effect_ci(rows, base, J[0]).assign(split=split))
+        fig10 = table(pd.concat(parts, ignore_index=True), "fig10")
+        save(plots.seen_unseen(fig10, title=f"Self effect, seen vs unseen speakers ({J[0]}, 95 % CI)"), "seen_unseen")
+        fig10
+    """),
+    ("code", """
+        # only for the demo world: a second demo corpus can be built next to the first one
+        is_demo = (Path(corpus_root) / "demo_corpus.json").exists()
+        second_root = str(Path(corpus_root).with_name(Path(corpus_root).name + "_b")) if is_demo else None
+        if second_root is not None:
+            world_b = X.load_world(model=model, corpus_root=second_root, judges=judges, naturalness=naturalness,
+                                   results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
+                                   batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
+                                   naturalness_per_shard=S["naturalness_per_shard"],
+                                   n_utts=S["second_corpus_n_utts"], corpus_seed=seed + 1, adapter=world.adapter)
+            base_b = X.baseline(world_b, "TEST-SEEN", n=n_eval)
+            m_b = X.identify(world_b, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+            rows_ab = X.evaluate_masks(world_b, m, kind="steer", alpha=alpha, n=n_eval)
+            rows_bb = X.evaluate_masks(world_b, m_b, kind="steer", alpha=alpha, n=n_eval)
+            tr = table(pd.concat([X.summarize(rows_ab, base_b, masks_from="A (transfer)"),
+                                  X.summarize(rows_bb, base_b, masks_from="B (in-corpus)")], ignore_index=True),
+                       "transfer")
+            save(plots.effect_heatmaps({"masks from A → B": X.effect_tables(rows_ab, base_b)[J[0]],
+                                        "masks from B → B": X.effect_tables(rows_bb, base_b)[J[0]]},
+                                       title=f"Mask transfer across demo corpora ({J[0]})"), "transfer")
+            g = tr[tr.judge == J[0]].set_index("masks_from")
+            display(Markdown(f"Gap on corpus B with transferred masks {g['gap'].iloc[0]:+.1f} pp vs in-corpus masks "
+                             f"{g['gap'].iloc[1]:+.1f} pp. Both corpora share voices and grammar, so this is a weak "
+                             "transfer test; the SER paper reports only partial cross-dataset transfer for real corpora."))
+            display(tr)
+        else:
+            display(Markdown("Mask transfer needs a second corpus; with a real corpus, run this notebook again with "
+                             "`corpus_root` pointing to it and compare the masks (see docs/notebooks.md)."))
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 08
+register("08_recognition", "08 · Recognition neurons (SER paper)", """
+    The SER paper's setting: the LALM itself answers a five-way emotion question. ESNs are identified from
+    correctly recognized IDENTIFICATION utterances (all five emotions), then (a) deactivated — recall of the mask's
+    own emotion should drop most — and (b) amplified (steering) — predictions should move toward the mask's emotion.
+    Finally label-free ways to apply masks when the true label is unknown (this project's reading of the paper's
+    2-pass / mix / union strategies, defined in `esnlib.experiments.ser_label_free`).
+""", [
+    ("code", """
+        n_ser = S["n_ser"]
+        base = X.ser_baseline(world, "TEST-SEEN", n=n_ser)
+        acc = base.groupby("emotion")["correct"].mean().mul(100).rename("recall (%)")
+        display(Markdown(f"SER baseline accuracy on TEST-SEEN: {100 * base.correct.mean():.1f} % over {len(base)} items."))
+        m = X.identify_ser(world, selector, rate=r, seed=seed, n=n_id)
+        display(Markdown(f"Correctly recognized identification items per emotion: {m.n_success_all}"))
+        acc.to_frame()
+    """),
+    ("code", """
+        deact = X.ser_effects(world, m, kind="deactivate", alpha=0.0, n=n_ser)
+        amp = X.ser_effects(world, m, kind="steer", alpha=alpha, n=n_ser)
+        t_d = table(X.ser_effect_table(deact, base, "accuracy"), "deactivation")
+        t_a = table(X.ser_effect_table(amp, base, "predicted"), "amplification")
+        save(plots.effect_heatmaps({"deactivate: Δ recall": t_d, f"steer α={alpha}: Δ predicted as e_mask": t_a},
+                                   title="SER: e_mask (rows) × true emotion (columns), pp"), "effects")
+        sd, sa = self_cross(t_d), self_cross(t_a)
+        display(Markdown(f"Deactivation: self {sd['self']:+.1f} pp vs cross {sd['cross']:+.1f} pp (the paper: −13.5 to "
+                         f"−36.8 % on the own emotion). Amplification: self {sa['self']:+.1f} pp vs cross "
+                         f"{sa['cross']:+.1f} pp."))
+    """),
+    ("code", """
+        lf = table(X.ser_label_free(world, m, base, deact, kind="deactivate", alpha=0.0, n=n_ser), "label_free")
+        piv = lf.pivot(index="strategy", columns="emotion", values="delta")
+        save(plots.effect_heatmaps({"Δ recall under deactivation": piv}, title="Label-free strategies (pp)"),
+             "label_free")
+        piv
+    """),
+])
+
+# ----------------------------------------------------------------------------------------------------------- 09
+register("09_selector_validity", "09 · Selector validity (demo model)", """
+    Does a selector's ranking point at neurons that *cause* the emotion? On the demo model we can measure it:
+    each candidate neuron (the union of every selector's masks plus random neurons, so the pool is not only
+    selector picks) is deactivated alone on DEVELOPMENT utterances, and we measure the drop of the talker's prosody
+    along the neutral → e_tgt direction (`X.emotion_score`: 0 = neutral, 1 = the corpus's full emotion profile).
+    Then precision@N_sel (share of each selector's mask among the candidates with the largest causal effects) and
+    Spearman ρ between selector score and causal effect. Caveat: single-neuron ablations of a distributed code
+    are small effects; read ρ together with its sign across emotions.
+""", [
+    ("code", """
+        m = X.identify(world, "CAS", rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+        cand = X.candidate_neurons(m.P, rate=r, n_random=S["n_candidates"] // 3, seed=seed,
+                                   per_emotion=max(1, S["n_candidates"] // (4 * 4)))
+        display(Markdown(f"{len(cand)} candidate neurons, each ablated on {S['n_causal']} DEVELOPMENT sources × "
+                         f"{len(m.emotions)} targets."))
+        causal = X.causal_effects(world, cand, split="DEVELOPMENT", n=S["n_causal"])
+        table(causal, "causal_effects", latex=False)
+        val = table(X.selector_validity(m.P, m.emotions, causal, rate=r), "validity")
+        val
+    """),
+    ("code", """
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        sns.barplot(data=val, x="selector", y="precision", hue="emotion", ax=axes[0])
+        axes[0].set_title("precision@N_sel vs causal top set")
+        sns.barplot(data=val, x="selector", y="spearman", hue="emotion", ax=axes[1])
+        axes[1].axhline(0, color="k", lw=0.8)
+        axes[1].set_title("Spearman ρ(selector score, causal effect)")
+        fig.tight_layout()
+        save(fig, "validity")
+        piv = causal.pivot(index="neuron", columns="e_tgt", values="effect")
+        fig2, ax = plt.subplots(figsize=(6, 3.5))
+        sns.histplot(causal, x="effect", hue="e_tgt", ax=ax, element="step")
+        ax.set_title("single-neuron ablation effects on emotion_score")
+        save(fig2, "causal_effects")
+        s = val.groupby("selector")[["precision", "chance", "spearman"]].mean()
+        display(Markdown("Mean over emotions: " + "; ".join(
+            f"{k}: precision {v.precision:.2f} (chance {v.chance:.2f}), ρ {v.spearman:+.2f}" for k, v in s.iterrows())
+                         + f". Largest single-neuron effect: {causal.effect.abs().max():.3f} emotion-score units."))
+    """),
+])
+
+
+def main() -> None:
+    out = ROOT / "notebooks"
+    out.mkdir(exist_ok=True)
+    for name, (title, intro, cells) in NOTEBOOKS.items():
+        book = nb(name, title, intro, cells)
+        nbformat.validate(book)
+        nbformat.write(book, out / f"{name}.ipynb")
+        print("wrote", out / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Run the paper notebooks (notebooks/01-09) headless with papermill, in order.
+
+Executed copies go to ``runs/<timestamp>/`` (the sources are never overwritten); figures go to ``figures_dir``
+(default ``figures/``; in ``--smoke`` mode ``<run dir>/figures``). Prints a summary with times; exits non-zero if any
+notebook fails.
+
+    python scripts/run_notebooks.py                       # the full demo world (make paper)
+    python scripts/run_notebooks.py --smoke               # tiny sizes, for tests
+    python scripts/run_notebooks.py -p model qwen2.5-omni-7b -p corpus_root /data/ESD -p judges emotion2vec,qwen3-omni
+    python scripts/run_notebooks.py --only 01 02          # a subset (by number or name)
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SERIES = [f"{i:02d}" for i in range(1, 10)]
+
+
+def parse_value(text: str):
+    """A -p value: a Python literal when it parses as one (1, 0.5, True, None, "x"), else the raw string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The paper notebooks 01-09 in order (or those named in ``only`` by number or file stem)."""
+    found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if p.name[:2] in SERIES)
+    if not found:
+        raise SystemExit(f"no notebooks found under {NOTEBOOKS}")
+    if only:
+        want = set(only)
+        sel = [p for p in found if p.name[:2] in want or p.stem in want]
+        unknown = want - {p.name[:2] for p in sel} - {p.stem for p in sel}
+        if unknown:
+            raise SystemExit(f"--only: unknown notebooks {sorted(unknown)}; available: {[p.stem for p in found]}")
+        return sel
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="shrink every run (sets the notebooks' smoke parameter)")
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="a notebook parameter (repeatable), e.g. -p alpha 2.0")
+    ap.add_argument("--only", nargs="+", help="run only these notebooks (numbers like 01 or stems)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for executed copies (default runs/<timestamp>)")
+    ap.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import papermill as pm
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = (args.out or ROOT / "runs" / (stamp + ("-smoke" if args.smoke else ""))).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    params = {k: parse_value(v) for k, v in args.parameter}
+    if args.smoke:
+        params.setdefault("smoke", True)
+        params.setdefault("corpus_root", str(ROOT / "data" / "smoke_corpus"))
+        params.setdefault("results_dir", str(ROOT / "data" / "results_smoke"))
+        params.setdefault("figures_dir", str(out / "figures"))
+    # relative paths are taken from the repository root (the notebooks run with cwd = ROOT)
+    books = notebooks(args.only)
+    print(f"running {len(books)} notebooks -> {out}\nparameters: {params}", flush=True)
+    summary = []
+    t_all = time.perf_counter()
+    for src in books:
+        dst = out / src.name
+        t0 = time.perf_counter()
+        status, err = "ok", ""
+        try:
+            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=args.kernel, cwd=str(ROOT),
+                                progress_bar=False, log_output=False, execution_timeout=args.timeout)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+            status = "FAILED"
+            err = str(exc).strip().splitlines()
+            err = " | ".join(line for line in err[-3:] if line.strip())[:400]
+        secs = time.perf_counter() - t0
+        summary.append((src.stem, status, secs, err))
+        print(f"{src.stem:28s} {status:6s} {secs:7.1f} s  {err}", flush=True)
+        if status != "ok" and args.fail_fast:
+            break
+    total = time.perf_counter() - t_all
+    print("\nsummary")
+    for name, status, secs, err in summary:
+        print(f"  {name:28s} {status:6s} {secs:7.1f} s")
+    n_bad = sum(s != "ok" for _, s, _, _ in summary)
+    print(f"  {'total':28s} {'ok' if not n_bad else f'{n_bad} failed':6s} {total:7.1f} s\nexecuted copies: {out}")
+    if "figures_dir" in params:
+        print(f"figures: {params['figures_dir']}")
+    return 1 if n_bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""esnlib.experiments: the notebook steps. Pure parts on hand-made tables; the pipeline end to end on the demo LALM
+(random-weight tiny config of the real DemoOmni, real judges where their weights exist) with a tiny demo corpus."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import esnlib.experiments as X
+from esnlib import TARGET_EMOTIONS
+from esnlib.corpora.base import Utterance
+from esnlib.selection import select
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------------ pure helpers
+def test_fingerprint_stable_and_order_sensitive():
+    assert X.fingerprint([1, 2, 3]) == X.fingerprint(np.array([1, 2, 3]))
+    assert X.fingerprint({"a": 1, "b": 2}) == X.fingerprint({"b": 2, "a": 1})
+    assert X.fingerprint([1, 2]) != X.fingerprint([2, 1])
+    assert X.mask_fingerprint(np.array([3, 1, 2])) == X.mask_fingerprint([1, 2, 3])
+    assert X.mask_fingerprint(None) == "none"
+
+
+@pytest.mark.parametrize("method", ["LAP", "LAPE", "MAD", "CAS", "random"])
+def test_selector_scores_agree_with_select(method):
+    rng = np.random.default_rng(0)
+    P = rng.uniform(0, 1, size=(4, 400))
+    rate = 0.02
+    scores = X.selector_scores(P, method, rate, seed=3)
+    masks = select(P, method, rate, seed=3)
+    for e in range(4):
+        row = scores[e]
+        fin = np.nonzero(np.isfinite(row))[0]
+        top = np.sort(fin[np.argsort(-row[fin], kind="stable")[: len(masks[e])]])
+        np.testing.assert_array_equal(top, masks[e])
+
+
+def test_emotion_score_zero_at_neutral_one_at_profile():
+    from esnlib import tts
+
+    for e in TARGET_EMOTIONS:
+        assert X.emotion_score(tts.PROFILES["neutral"].as_dict(), e) == pytest.approx(0.0)
+        assert X.emotion_score(tts.PROFILES[e].as_dict(), e) == pytest.approx(1.0)
+        half = tts.with_intensity(tts.PROFILES[e], 0.5).as_dict()
+        assert X.emotion_score(half, e) == pytest.approx(0.5)
+    # sad prosody points away from happy
+    assert X.emotion_score(tts.PROFILES["sad"].as_dict(), "happy") < 0
+
+
+def _utts(n_spk=10, n_idx=7):
+    from esnlib.corpora.esd import table1_split
+
+    us = [Utterance(id=f"{s:04d}_{i:06d}", corpus="esd", speaker=f"{s:04d}", emotion="neutral", text="the dog",
+                    path="/nonexistent", index=i) for s in range(11, 11 + n_spk) for i in range(1, n_idx + 1)]
+    parts = table1_split(us)
+    from dataclasses import replace
+
+    split_of = {u.id: k for k, v in parts.items() for u in v}
+    return [replace(u, split=split_of[u.id]) for u in us]
+
+
+def _world(utts, tmp_path):
+    from esnlib.store import ResultStore
+
+    return X.World(adapter=None, utts=utts, judges={}, naturalness=None, store=ResultStore(tmp_path / "r"),
+                   stats_dir=tmp_path / "s", corpus="c", corpus_fp="fp")
+
+
+def test_split_subsample_nested_and_spread(tmp_path):
+    w = _world(_utts(), tmp_path)
+    full = w.split("IDENTIFICATION")
+    assert len(full) == 6 * 4  # 6 identification speakers x round(200*7/350) = 4 indices
+    assert [u.id for u in w.split("IDENTIFICATION", 10)] == [u.id for u in full[:10]]
+    assert len({u.speaker for u in w.split("IDENTIFICATION", 6)}) == 6  # round robin over speakers
+    assert {u.split for u in w.split("TEST-UNSEEN")} == {"TEST-UNSEEN"}
+    with pytest.raises(ValueError, match="unknown split"):
+        w.split("TEST")
+
+
+def _rows(pred_fn, mask=True, seed=0):
+    rng = np.random.default_rng(seed)
+    recs = []
+    for u in range(12):
+        for t in TARGET_EMOTIONS:
+            for m in (TARGET_EMOTIONS if mask else ["none"]):
+                recs.append({"utt_id": f"u{u}", "sample_id": f"u{u}|{t}", "target": t, "mask_emotion": m,
+                             "pred_j": pred_fn(t, m, rng), "wer": 0.1, "naturalness": 3.0, "audio_path": ""})
+    return pd.DataFrame(recs)
+
+
+def test_summarize_measures_self_and_cross():
+    base = _rows(lambda t, m, rng: "neutral", mask=False)
+    # the mask of e makes every sample with target e match and nothing else
+    rows = _rows(lambda t, m, rng: t if t == m else "neutral")
+    rows["wer"] = 0.2
+    s = X.summarize(rows, base, selector="X").iloc[0]
+    assert s["self"] == pytest.approx(100.0) and s["cross"] == pytest.approx(0.0)
+    assert s["gap"] == pytest.approx(100.0) and s["d_wer"] == pytest.approx(0.1)
+    assert s["selector"] == "X" and s["judge"] == "j"
+    t2 = X.baseline_table(base)
+    assert list(t2["e_tgt"]) == [*TARGET_EMOTIONS, "avg"] and (t2["match_j (%)"] == 0).all()
+
+
+def test_effect_ci_brackets_estimate():
+    base = _rows(lambda t, m, rng: "neutral", mask=False)
+    rows = _rows(lambda t, m, rng: t if rng.random() < 0.5 else "neutral")
+    ci = X.effect_ci(rows, base, "j", n_boot=200)
+    assert set(ci["emotion"]) == set(TARGET_EMOTIONS)
+    assert ((ci["low"] <= ci["delta"]) & (ci["delta"] <= ci["high"])).all()
+
+
+def test_selector_validity_recovers_known_causal_ranking():
+    rng = np.random.default_rng(1)
+    P = rng.uniform(0.05, 0.95, size=(4, 300))
+    emos = list(TARGET_EMOTIONS)
+    cand = np.arange(300)
+    # ground truth: causal effect on e equals the LAP score for e -> LAP must be perfect, random near zero
+    causal = pd.DataFrame([{"neuron": n, "e_tgt": e, "effect": P[i, n]} for i, e in enumerate(emos) for n in cand])
+    val = X.selector_validity(P, emos, causal, rate=0.05, selectors=("LAP", "random"))
+    lap = val[val.selector == "LAP"]
+    assert (lap["precision"] == 1.0).all() and (lap["spearman"] > 0.99).all()
+    rnd = val[val.selector == "random"]
+    assert rnd["precision"].mean() < 0.3
+
+
+def test_ser_effect_table_signs():
+    base = pd.DataFrame({"utt_id": ["a", "b", "c", "d"], "emotion": ["angry", "angry", "sad", "sad"],
+                         "pred": ["angry", "angry", "sad", "sad"]})
+    rows = pd.concat([
+        base.assign(mask_emotion="angry", pred=["neutral", "neutral", "sad", "sad"]),
+        base.assign(mask_emotion="sad", pred=["angry", "angry", "sad", "neutral"]),
+    ])
+    t = X.ser_effect_table(rows, base, "accuracy")
+    assert t.loc["angry", "angry"] == -100 and t.loc["angry", "sad"] == 0
+    assert t.loc["sad", "sad"] == -50 and t.loc["sad", "angry"] == 0
+
+
+def test_save_table_writes_csv_and_latex(tmp_path):
+    paths = X.save_table(pd.DataFrame({"a": [1.0, 2.0]}), "nb_t", tmp_path)
+    assert [p.name for p in paths] == ["nb_t.csv", "nb_t.tex"]
+    assert "tabular" in paths[1].read_text()
+
+
+def test_runner_parses_values_and_selects_notebooks():
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    rn = importlib.util.module_from_spec(spec)
+    sys.modules["run_notebooks"] = rn
+    spec.loader.exec_module(rn)
+    assert rn.parse_value("0.5") == 0.5 and rn.parse_value("True") is True and rn.parse_value("None") is None
+    assert rn.parse_value("prosody,spectral") == "prosody,spectral"
+    assert [p.name[:2] for p in rn.notebooks()] == [f"{i:02d}" for i in range(1, 10)]
+    assert [p.name[:2] for p in rn.notebooks(["03", "01_baseline"])] == ["01", "03"]
+    with pytest.raises(SystemExit, match="unknown notebooks"):
+        rn.notebooks(["42"])
+
+
+# ------------------------------------------------------------------------------- pipeline on the demo LALM (tiny)
+def shared_corpus(tmp_path_factory) -> Path:
+    """A tiny demo corpus (10 speakers x 5 emotions x 7 sentences), built once per test session."""
+    from esnlib.corpora.synthetic import build_demo_corpus
+
+    root = tmp_path_factory.getbasetemp() / "demo_corpus_small"
+    if not (root / "demo_corpus.json").exists():
+        build_demo_corpus(root, n_utts=7, seed=0, workers=2, progress=False)
+    return root
+
+
+class CountingAdapter:
+    """Wraps the real DemoAdapter and counts generated samples (to check caching and resuming)."""
+
+    def __init__(self, inner):
+        self.inner, self.evc_samples, self.ser_samples = inner, 0, 0
+        self.name, self.labels, self.has_talker = inner.name, inner.labels, inner.has_talker
+
+    def sites(self, scope="lm"):
+        return self.inner.sites(scope)
+
+    def describe(self):
+        return {**self.inner.describe(), "test": "tiny-random"}
+
+    def evc(self, utts, targets, **kw):
+        self.evc_samples += len(utts)
+        return self.inner.evc(utts, targets, **kw)
+
+    def ser(self, utts, **kw):
+        self.ser_samples += len(utts)
+        return self.inner.ser(utts, **kw)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    import torch
+
+    from esnlib.models.demo import DemoAdapter, DemoConfig, DemoOmni
+
+    torch.manual_seed(0)
+    adapter = CountingAdapter(DemoAdapter(model=DemoOmni(DemoConfig.tiny())))
+    tmp = tmp_path_factory.mktemp("exp")
+    return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
+                        naturalness=None, results_dir=tmp / "results", shard_size=4, progress=False)
+
+
+def _human(world, n):
+    # every identification conversion counts as a success (the human-filter path of CAS-H)
+    return pd.DataFrame([{"utt_id": u.id, "target": t, "human_success": True}
+                         for u in world.split("IDENTIFICATION", n) for t in TARGET_EMOTIONS])
+
+
+def test_baseline_rows_and_cache(world):
+    before = world.adapter.evc_samples
+    base = X.baseline(world, "TEST-SEEN", n=3)
+    assert len(base) == 3 * 4 and world.adapter.evc_samples - before == 12
+    for col in ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "pred_prosody",
+                "match_prosody", "naturalness", "audio_path", "model", "corpus_fp", "shard"):
+        assert col in base.columns, col
+    assert set(base["split"]) == {"TEST-SEEN"} and set(base["target"]) == set(TARGET_EMOTIONS)
+    kept = base[base["audio_path"] != ""]
+    assert len(kept) <= 4  # only the first utterance of each shard keeps its waveforms
+    assert all(Path(p).exists() for p in kept["audio_path"])
+    assert kept["hyp"].str.len().gt(0).all()  # no text -> nothing rendered -> nothing kept
+    again = X.baseline(world, "TEST-SEEN", n=3)
+    assert world.adapter.evc_samples - before == 12  # cached: nothing generated again
+    pd.testing.assert_frame_equal(base, again)
+
+
+def test_resume_regenerates_only_the_missing_shard(world):
+    base = X.baseline(world, "TEST-SEEN", n=6)  # shards of 4 utterances: 2 units
+    units = sorted((world.store.root / "evc").glob("*.parquet"))
+    cond = {k: base[k].iloc[-1] for k in ("shard",)}
+    victim = [u for u in units if pd.read_parquet(u)["shard"].iloc[0] == cond["shard"]][0]
+    victim.unlink()  # a killed run: this unit never got written
+    before = world.adapter.evc_samples
+    again = X.baseline(world, "TEST-SEEN", n=6)
+    assert world.adapter.evc_samples - before == 2 * 4  # the 2 utterances of the missing shard x 4 targets
+    assert len(again) == len(base) == 24 and not again.duplicated(["sample_id"]).any()
+
+
+def test_identify_evaluate_summarize(world):
+    human = _human(world, 4)
+    before = world.adapter.evc_samples
+    m = X.identify(world, "CAS", rate=0.05, cap=3, n=4, human=human, max_wer=100.0)
+    assert world.adapter.evc_samples - before == 16  # identification generations with capture, once
+    assert set(m.masks) == set(TARGET_EMOTIONS) and m.n_success == {e: 3 for e in TARGET_EMOTIONS}
+    assert m.n_success_all == {e: 4 for e in TARGET_EMOTIONS}
+    n_lm = sum(s.width for s in world.sites("lm"))
+    assert all(len(v) <= int(0.05 * n_lm) and v.max() < n_lm for v in m.masks.values())
+    # cap and selector sweeps re-aggregate the stored statistics: no new generation
+    before = world.adapter.evc_samples
+    m2 = X.identify(world, "LAP", rate=0.05, cap=2, n=4, human=human, max_wer=100.0)
+    mt = X.identify(world, "CAS", rate=0.05, cap=3, n=4, human=human, max_wer=100.0, scope="talker")
+    assert world.adapter.evc_samples == before
+    n_talker = sum(s.width for s in world.sites("talker"))
+    assert all(v.max() < n_talker for v in mt.masks.values() if len(v))
+    assert m2.n_success == {e: 2 for e in TARGET_EMOTIONS}
+    # P sliced from the shared both-sides capture equals P from a talker-only capture of the same generations
+    import dataclasses
+
+    w2 = dataclasses.replace(world, share_capture=False, _stats={})
+    mt2 = X.identify(w2, "CAS", rate=0.05, cap=3, n=4, human=human, max_wer=100.0, scope="talker")
+    np.testing.assert_allclose(mt2.P, mt.P)
+    assert all(np.array_equal(mt.masks[e], mt2.masks[e]) for e in mt.masks)
+    rows = X.evaluate_masks(world, m, kind="steer", alpha=2.0, n=2)
+    assert len(rows) == 2 * 4 * 4 and set(rows["mask_emotion"]) == set(TARGET_EMOTIONS)
+    base = X.baseline(world, "TEST-SEEN", n=2)
+    s = X.summarize(rows, base, selector="CAS")
+    assert list(s["judge"]) == ["prosody"] and np.isfinite(s[["self", "cross", "gap", "d_wer"]].to_numpy()).all()
+
+
+def test_random_masks_generated_once(world):
+    human = _human(world, 4)
+    m = X.identify(world, "random", rate=0.05, cap=3, n=4, human=human, max_wer=100.0)
+    before = world.adapter.evc_samples
+    rows = X.evaluate_masks(world, m, kind="deactivate", alpha=0.0, n=2)
+    assert world.adapter.evc_samples - before == 2 * 4  # one mask shared by the four e_mask labels
+    assert len(rows) == 2 * 4 * 4
+
+
+def test_intervention_reaches_the_model(world):
+    """The intervention reaches the model through the adapter: clamping every talker neuron at a high floor changes
+    the talker's speech tokens (a tiny random model's text is often empty, so we look at the talker)."""
+    n_t = sum(s.width for s in world.sites("talker"))
+    full = X.MaskSet(masks={"angry": np.arange(n_t)}, selector="all", rate=0.99, cap=None, filter_judge="none",
+                     scope="talker")
+    rows = X.evaluate_masks(world, full, kind="clamp", alpha=50.0, n=2)
+    base = X.baseline(world, "TEST-SEEN", n=2)
+    m = rows.merge(base, on="sample_id", suffixes=("", "_b"))
+    assert (m["speech_tokens"] != "").all()
+    assert ((m["hyp"] != m["hyp_b"]) | (m["speech_tokens"] != m["speech_tokens_b"])).any()
+
+
+def test_ser_rows(world):
+    rows = X.ser_baseline(world, "TEST-SEEN", n=5)
+    assert len(rows) == 5 and set(rows.columns) >= {"utt_id", "emotion", "pred", "correct"}
+    assert rows["pred"].map(lambda p: p is None or p in X.EMOTIONS).all()
+
+
+def test_causal_effects_shape(world):
+    cand = np.array([0, 5])
+    eff = X.causal_effects(world, cand, split="DEVELOPMENT", n=1)
+    assert len(eff) == 2 * 4 and set(eff["neuron"]) == {0, 5} and np.isfinite(eff["effect"]).all()
+
+
+def test_precision_ties_give_chance_level():
+    eff = np.zeros(10)
+    in_mask = np.zeros(10, bool)
+    in_mask[:3] = True
+    assert X._precision_with_ties(eff, in_mask) == pytest.approx(0.3)
+    eff[:3] = 1.0
+    assert X._precision_with_ties(eff, in_mask) == pytest.approx(1.0)
+    eff[:] = 0
+    eff[5:8] = 1.0
+    assert X._precision_with_ties(eff, in_mask) == pytest.approx(0.0)

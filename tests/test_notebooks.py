@@ -1,0 +1,94 @@
+"""Every paper notebook runs headless in smoke mode (papermill, through scripts/run_notebooks.py) and draws its
+figures; the sources are saved without outputs and start with a cell tagged "parameters"."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-9]_*.ipynb"))
+
+EXPECTED = {
+    "01_baseline": ["emotion_match", "label_distribution"],
+    "02_selectors": ["summary", "heatmaps"],
+    "03_rate_sweep": ["heatmaps", "tradeoff"],
+    "04_cap_sweep": ["heatmaps"],
+    "05_intervention": ["kinds_heatmaps", "alpha_heatmaps", "tradeoff"],
+    "06_localization": ["layer_counts", "talker_summary"],
+    "07_generalization": ["seen_unseen", "transfer"],
+    "08_recognition": ["effects", "label_free"],
+    "09_selector_validity": ["validity", "causal_effects"],
+}
+TABLES = {"01_baseline": ["table2"], "02_selectors": ["table3"], "05_intervention": ["table4"],
+          "06_localization": ["table5", "table6"], "07_generalization": ["fig10"]}
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["run_notebooks"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sources_have_parameters_cell_and_no_outputs():
+    assert [p.stem for p in NOTEBOOKS] == list(EXPECTED)
+    for p in NOTEBOOKS:
+        nb = json.loads(p.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert "parameters" in code[0]["metadata"].get("tags", []), p.name
+        src = "".join(code[0]["source"])
+        for key in ("model", "corpus_root", "judges", "smoke", "results_dir", "figures_dir", "seed", "device"):
+            assert f"{key} =" in src, (p.name, key)
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{p.name} has outputs"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run of all notebooks (shared results store, so later notebooks reuse earlier generations).
+
+    The paper's success filter (judge says e_tgt, WER <= 0.15) is kept: with 24 identification sources per target
+    the committed demo model must realize at least two target emotions for identification to run at all.
+    """
+    tmp = tmp_path_factory.mktemp("nb")
+    # the same tiny corpus as tests/test_experiments.py (10 speakers x 5 emotions x 7 sentences): built once
+    corpus = tmp_path_factory.getbasetemp() / "demo_corpus_small"
+    rc = _runner().main(["--smoke", "--out", str(tmp / "run"), "-p", "corpus_root", str(corpus),
+                         "-p", "corpus_n_utts", "7",
+                         "-p", "results_dir", str(tmp / "results"), "-p", "figures_dir", str(tmp / "figures")])
+    return rc, tmp
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_notebook_runs_and_draws_its_figures(smoke_run, name):
+    rc, tmp = smoke_run
+    executed = tmp / "run" / f"{name}.ipynb"
+    assert executed.exists(), f"{name} was not executed"
+    nb = json.loads(executed.read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    for fig in EXPECTED[name]:
+        for ext in ("pdf", "png"):
+            f = tmp / "figures" / f"{name}_{fig}.{ext}"
+            assert f.exists() and f.stat().st_size > 1000, f"missing figure {f.name}"
+    for t in TABLES.get(name, []):
+        assert (tmp / "figures" / "tables" / f"{name}_{t}.csv").exists()
+        assert (tmp / "figures" / "tables" / f"{name}_{t}.tex").exists()
+
+
+def test_runner_exit_code_and_sources_untouched(smoke_run):
+    rc, tmp = smoke_run
+    assert rc == 0
+    for p in NOTEBOOKS:  # executed copies went to the run folder, never over the sources
+        nb = json.loads(p.read_text())
+        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_runner_fails_on_a_broken_notebook(tmp_path):
+    rc = _runner().main(["--only", "01", "--out", str(tmp_path / "run"), "-p", "corpus_root",
+                         str(tmp_path / "no_such_corpus"), "-p", "judges", "", "-p", "smoke", "True"])
+    assert rc == 1
