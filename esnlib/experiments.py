@@ -109,6 +109,13 @@ class World:
     seed: int = 0
     progress: bool = True
     share_capture: bool = True
+    #: "local" (in-process, the default) or "ray" (esnlib.grid: one actor per GPU/worker holding the model once);
+    #: generation without capture goes through the grid, identification (capture) stays local
+    executor: str = "local"
+    ray_address: str | None = None
+    num_workers: int | None = None
+    #: the load_world arguments, so a Ray worker can build the same world
+    spec: dict = field(default_factory=dict, repr=False)
     _stats: dict = field(default_factory=dict, repr=False)
 
     # -- conditions
@@ -237,6 +244,9 @@ def load_world(
     corpus_name: str | None = None,
     progress: bool = True,
     adapter: Any = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    num_workers: int | None = None,
 ) -> World:
     """Build the :class:`World` the notebooks work in.
 
@@ -247,8 +257,20 @@ def load_world(
     stats_dir: where per-sample statistics live (default ``<results_dir>/../stats``).
     audio_per_shard: utterances per shard whose waveforms are kept (all their targets); naturalness_per_shard:
     generated samples per shard (the first ones) scored for naturalness.
+    executor: "local" or "ray" (``ray_address``: an existing cluster, None: start or join a local one; num_workers:
+    Ray actors, default one per GPU, else one per CPU). Nothing else changes: the tables are identical.
     """
     from .store import ResultStore
+
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    if executor == "ray" and adapter is not None:
+        raise ValueError("executor='ray' builds the model in each worker: pass model=<name>, not adapter=<object>")
+    spec = dict(model=model, corpus_root=str(corpus_root), judges=judges, naturalness=naturalness,
+                results_dir=str(results_dir), stats_dir=None if stats_dir is None else str(stats_dir), device=device,
+                batch_size=batch_size, shard_size=shard_size, audio_per_shard=audio_per_shard,
+                naturalness_per_shard=naturalness_per_shard, seed=seed, build_corpus=False, n_utts=n_utts,
+                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False)
 
     judge_names = _parse_list(judges)
     if not judge_names:
@@ -265,8 +287,16 @@ def load_world(
         adapter=adapter, utts=utts, judges=jd, naturalness=nat, store=ResultStore(results_dir), stats_dir=stats_dir,
         corpus=corpus_name or Path(corpus_root).name, corpus_fp=corpus_fingerprint(utts), batch_size=batch_size,
         shard_size=shard_size, audio_per_shard=audio_per_shard, naturalness_per_shard=naturalness_per_shard,
-        seed=seed, progress=progress,
+        seed=seed, progress=progress, executor=executor, ray_address=ray_address, num_workers=num_workers, spec=spec,
     )
+
+
+def _worker_world(spec: dict) -> World:
+    """A Ray worker's world: the same model, corpus, judges and stores as the driver's (spec from load_world)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return load_world(**spec)
 
 
 def _load_model(name: str, device: str):
@@ -365,7 +395,6 @@ def run_evc(
     EVC StatsStore of ``scope`` (ids ``"<utt_id>|<e_tgt>"``); a shard already in the store is regenerated only if
     its statistics are missing.
     """
-    from .evaluation import sample_wer
 
     bad = [t for t in targets if t not in EMOTIONS]
     if bad:
@@ -383,6 +412,9 @@ def run_evc(
     gen0["positions"] = getattr(intervention, "positions", "all") if intervention is not None else "none"
     frames = []
     shards = _chunks(list(utts), world.shard_size)
+    if world.executor == "ray" and not capture:
+        # the grid computes the missing units (one actor per GPU/worker); the loop below then only reads them
+        _evc_on_grid(world, shards, targets, cond0, intervention, scope, table)
     for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
         ids = [u.id for u in shard]
         cond = {**cond0, "shard": fingerprint(ids)}
@@ -401,40 +433,77 @@ def run_evc(
                 world.store.write(table, cond, old[keep])
                 frames.append(_read_unit(world, table, cond))
                 continue
-        src = [u for u in shard for _ in targets]
-        tgt = [t for _ in shard for t in targets]
-        res = world.adapter.evc(src, tgt, capture=capture, intervention=intervention, scope=scope,
-                                batch_size=world.batch_size)
-        gens, st = res if capture else (res, None)
-        if capture:
-            missing = set(_stats_missing(stats, sample_ids))
-            keep = [i for i, s in enumerate(sample_ids) if s in missing]
-            if keep:
-                stats.append(st.rows(keep), [sample_ids[i] for i in keep])
-        rows = []
-        key = world.store.key(cond)
-        for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
-            hyp = g.text or ""
-            speech = (g.extra or {}).get("speech_tokens")
-            rows.append({"utt_id": u.id, "sample_id": sample_ids[j], "speaker": u.speaker, "split": u.split,
-                         "target": t, "text": u.text, "hyp": hyp, "wer": float(sample_wer(u.text, hyp)),
-                         "speech_tokens": " ".join(map(str, speech)) if speech is not None else "",
-                         "audio_path": ""})
-        audios = [g.audio for g in gens]
-        # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
-        n_keep = world.audio_per_shard * len(targets)
-        _judge_rows(world, audios, rows, n_naturalness=world.naturalness_per_shard)
-        for j in range(min(n_keep, len(rows))):
-            if audios[j] is not None:
-                rows[j]["audio_path"] = str(world.store.write_audio(key, rows[j]["sample_id"], audios[j]))
-        df = pd.DataFrame(rows)
+        df = _evc_shard_frame(world, shard, targets, cond, intervention, scope, stats if capture else None,
+                              sample_ids)
         world.store.write(table, cond, df)
         alias.parent.mkdir(parents=True, exist_ok=True)
         tmp = alias.with_name(alias.name + f".{os.getpid()}.tmp")
-        tmp.write_text(key)
+        tmp.write_text(world.store.key(cond))
         os.replace(tmp, alias)
         frames.append(_read_unit(world, table, cond))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _evc_shard_frame(world: World, shard: Sequence[Utterance], targets: Sequence[str], cond: dict, intervention,
+                     scope: str, stats=None, sample_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """One unit of EVC work: generate every (utterance, e_tgt) of ``shard``, judge it, keep a few waveforms.
+
+    ``stats``: the StatsStore to append the samples' activation statistics to (capture), or None. Used in-process
+    and by Ray workers (:func:`_evc_unit_work`), so both executors give identical rows.
+    """
+    from .evaluation import sample_wer
+
+    capture = stats is not None
+    if sample_ids is None:
+        sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
+    src = [u for u in shard for _ in targets]
+    tgt = [t for _ in shard for t in targets]
+    res = world.adapter.evc(src, tgt, capture=capture, intervention=intervention, scope=scope,
+                            batch_size=world.batch_size)
+    gens, st = res if capture else (res, None)
+    if capture:
+        missing = set(_stats_missing(stats, sample_ids))
+        keep = [i for i, s in enumerate(sample_ids) if s in missing]
+        if keep:
+            stats.append(st.rows(keep), [sample_ids[i] for i in keep])
+    rows = []
+    key = world.store.key(cond)
+    for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
+        hyp = g.text or ""
+        speech = (g.extra or {}).get("speech_tokens")
+        rows.append({"utt_id": u.id, "sample_id": sample_ids[j], "speaker": u.speaker, "split": u.split,
+                     "target": t, "text": u.text, "hyp": hyp, "wer": float(sample_wer(u.text, hyp)),
+                     "speech_tokens": " ".join(map(str, speech)) if speech is not None else "",
+                     "audio_path": ""})
+    audios = [g.audio for g in gens]
+    # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
+    n_keep = world.audio_per_shard * len(targets)
+    _judge_rows(world, audios, rows, n_naturalness=world.naturalness_per_shard)
+    for j in range(min(n_keep, len(rows))):
+        if audios[j] is not None:
+            rows[j]["audio_path"] = str(world.store.write_audio(key, rows[j]["sample_id"], audios[j]))
+    return pd.DataFrame(rows)
+
+
+def _evc_unit_work(world: World, unit, targets: Sequence[str], intervention, scope: str) -> pd.DataFrame:
+    """esnlib.grid work function: the EVC rows of one unit (payload: the shard's utterances)."""
+    return _evc_shard_frame(world, unit.payload, targets, unit.condition, intervention, scope)
+
+
+def _evc_on_grid(world: World, shards, targets, cond0: dict, intervention, scope: str, table: str) -> None:
+    """Compute the missing (condition, shard) units of an EVC run on the Ray executor (esnlib.grid)."""
+    import functools
+
+    from .grid import Unit, run_grid
+
+    units = [Unit(table, {**cond0, "shard": fingerprint([u.id for u in sh])}, payload=list(sh)) for sh in shards]
+    todo = [u for u in units if not world.store.has(table, u.condition)]
+    if not todo:
+        return
+    run_grid(todo, functools.partial(_evc_unit_work, targets=tuple(targets), intervention=intervention, scope=scope),
+             functools.partial(_worker_world, world.spec), world.store, executor="ray",
+             ray_address=world.ray_address, num_workers=world.num_workers, progress=world.progress,
+             desc=f"EVC on Ray ({len(todo)} units)")
 
 
 _ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "audio_path",

@@ -35,6 +35,9 @@ batch_size = None
 results_dir = "data/results"
 stats_dir = None                # per-sample activation statistics; None: <results_dir>/../stats
 figures_dir = "figures"
+executor = "local"              # "local" or "ray": generation units run on a Ray cluster (esnlib.grid)
+ray_address = None              # an existing Ray cluster ("ray://head:10001" or "auto"); None: start a local one
+num_workers = None              # Ray actors (None: one per GPU, else one per CPU)
 '''
 
 SETUP = '''\
@@ -58,7 +61,8 @@ n_id = S["n_id"] if n_id is None else n_id
 world = X.load_world(model=model, corpus_root=corpus_root, judges=judges, naturalness=naturalness,
                      results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
                      batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
-                     naturalness_per_shard=S["naturalness_per_shard"], n_utts=corpus_n_utts or S["corpus_n_utts"])
+                     naturalness_per_shard=S["naturalness_per_shard"], n_utts=corpus_n_utts or S["corpus_n_utts"],
+                     executor=executor, ray_address=ray_address, num_workers=num_workers)
 J = list(world.judges)
 N_LM = sum(s.width for s in world.sites("lm"))
 

@@ -1,4 +1,4 @@
-"""Run the paper notebooks (notebooks/01-09) headless with papermill, in order.
+"""Run the paper notebooks (notebooks/01-10) headless with papermill, in order.
 
 Executed copies go to ``runs/<timestamp>/`` (the sources are never overwritten); figures go to ``figures_dir``
 (default ``figures/``; in ``--smoke`` mode ``<run dir>/figures``). Prints a summary with times; exits non-zero if any
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-SERIES = [f"{i:02d}" for i in range(1, 10)]
+SERIES = [f"{i:02d}" for i in range(1, 11)]
 
 
 def parse_value(text: str):
@@ -32,7 +32,7 @@ def parse_value(text: str):
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
-    """The paper notebooks 01-09 in order (or those named in ``only`` by number or file stem)."""
+    """The notebooks 01-10 in order (or those named in ``only`` by number or file stem)."""
     found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if p.name[:2] in SERIES)
     if not found:
         raise SystemExit(f"no notebooks found under {NOTEBOOKS}")

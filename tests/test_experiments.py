@@ -154,7 +154,7 @@ def test_runner_parses_values_and_selects_notebooks():
     spec.loader.exec_module(rn)
     assert rn.parse_value("0.5") == 0.5 and rn.parse_value("True") is True and rn.parse_value("None") is None
     assert rn.parse_value("prosody,spectral") == "prosody,spectral"
-    assert [p.name[:2] for p in rn.notebooks()] == [f"{i:02d}" for i in range(1, 10)]
+    assert [p.name[:2] for p in rn.notebooks()] == [f"{i:02d}" for i in range(1, 11)]
     assert [p.name[:2] for p in rn.notebooks(["03", "01_baseline"])] == ["01", "03"]
     with pytest.raises(SystemExit, match="unknown notebooks"):
         rn.notebooks(["42"])

@@ -554,9 +554,19 @@ class DemoAdapter(ModelAdapter):
         return find_sites(self.model, scope=scope)
 
     def describe(self) -> dict:
+        """Identifies the model in result keys: a fingerprint of the weights, so retrained weights never reuse
+        results cached for other weights."""
         meta = getattr(self.model, "meta", {})
+        if getattr(self, "_weights_fp", None) is None:
+            import hashlib
+
+            h = hashlib.sha1()
+            for k, v in sorted(self.model.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().float().cpu().numpy().tobytes())
+            self._weights_fp = h.hexdigest()[:12]
         return {"model": self.name, "dtype": "float32", "train_steps": meta.get("steps"),
-                "transcript_in_prompt": self.model.config.transcript_in_prompt}
+                "weights": self._weights_fp, "transcript_in_prompt": self.model.config.transcript_in_prompt}
 
     def _feats(self, utt: Utterance) -> np.ndarray:
         if utt.path not in self._features:
