@@ -1138,12 +1138,13 @@ def defaults(smoke: bool = False) -> dict:
 
 
 def save_table(df: pd.DataFrame, name: str, figures_dir: str | Path = "figures", latex: bool = True,
-               float_format: str = "%.2f") -> list[Path]:
-    """Write a result table as CSV (and LaTeX) under ``<figures_dir>/tables/``."""
+               float_format: str = "%.4g") -> list[Path]:
+    """Write a result table as CSV (full precision: it is data) and LaTeX (``float_format``, 4 significant
+    digits so small rates such as r = 0.004 survive) under ``<figures_dir>/tables/``."""
     out = Path(figures_dir) / "tables"
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.csv"]
-    df.to_csv(paths[0], float_format=float_format)
+    df.to_csv(paths[0])
     if latex:
         paths.append(out / f"{name}.tex")
         paths[-1].write_text(df.to_latex(float_format=lambda v: float_format % v, na_rep="--"), encoding="utf-8")

@@ -198,6 +198,8 @@ register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
         display(Markdown(
             lead + f"The random control's gap is {g.loc['random', 'gap']:+.1f} pp. "
             "The paper finds CAS and MAD strongest and LAPE diffuse on Qwen2.5-Omni-7B; compare the ranking here. "
+            f"One sample moves a self-effect cell by {100 / n_eval:.1f} pp here ({n_eval} sources per target), so "
+            "gaps of that size are within sampling noise (see the bootstrap CIs of notebook 07). "
             f"ΔWER per selector (pp): " + ", ".join(f"{s} {100 * v:+.1f}" for s, v in g['d_wer'].items()) + "."))
         listen(base, rows["CAS"] if "CAS" in rows else next(iter(rows.values())))
     """),
