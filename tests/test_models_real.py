@@ -473,3 +473,48 @@ def test_omni_speaker_choice_changes_the_voice(tmp_path):
     assert out["Chelsie"].text == out["Ethan"].text  # the thinker does not depend on the voice
     a, b = out["Chelsie"].audio, out["Ethan"].audio
     assert a.shape != b.shape or not np.allclose(a, b)
+
+
+def tiny_omni_adapter():
+    """A tiny random-weight Qwen2.5-Omni adapter, for ``load_world(model="test_models_real:tiny_omni_adapter")``."""
+    from transformers import WhisperFeatureExtractor
+
+    from esnlib.models.qwen_omni import QwenOmniAdapter
+
+    return QwenOmniAdapter(tiny_qwen_omni(), tokenizer=tiny_tokenizer(), feature_extractor=WhisperFeatureExtractor(
+        feature_size=N_MELS), max_new_tokens=4, talker_max_new_tokens=8, token2wav_kwargs={"num_steps": 2})
+
+
+def test_baseline_notebook_runs_on_tiny_qwen_omni(tmp_path, tmp_path_factory, monkeypatch):
+    """Notebook 01 end to end (smoke) on the tiny Qwen2.5-Omni: the code path a 7B run takes (adapter prompts,
+    thinker -> talker -> token2wav, 24 -> 16 kHz, judges, WER, the results store), only the weights differ."""
+    import importlib.util
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from esnlib.corpora.synthetic import build_demo_corpus
+
+    root = Path(__file__).resolve().parents[1]
+    corpus = tmp_path_factory.getbasetemp() / "demo_corpus_small"
+    if not (corpus / "demo_corpus.json").exists():
+        build_demo_corpus(corpus, n_utts=7, seed=0, workers=2, progress=False)
+    monkeypatch.setenv("PYTHONPATH", str(root / "tests") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    spec = importlib.util.spec_from_file_location("run_notebooks", root / "scripts" / "run_notebooks.py")
+    rn = importlib.util.module_from_spec(spec)
+    sys.modules["run_notebooks"] = rn
+    spec.loader.exec_module(rn)
+    rc = rn.main(["--smoke", "--only", "01", "--out", str(tmp_path / "run"),
+                  "-p", "model", "test_models_real:tiny_omni_adapter", "-p", "corpus_root", str(corpus),
+                  "-p", "corpus_n_utts", "7", "-p", "results_dir", str(tmp_path / "results"),
+                  "-p", "figures_dir", str(tmp_path / "figures")])
+    nb = json.loads((tmp_path / "run" / "01_baseline.ipynb").read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert rc == 0 and not errors, errors[:1]
+    assert (tmp_path / "figures" / "01_baseline_emotion_match.png").exists()
+    from esnlib.store import ResultStore
+
+    rows = ResultStore(tmp_path / "results").read("evc")
+    assert len(rows) > 0 and set(rows["model_name"]) == {"qwen2.5-omni-7b"}
+    assert rows["audio_path"].str.len().gt(0).any()  # token2wav waveforms were kept (resampled to 16 kHz)
