@@ -56,6 +56,21 @@ def load_wav(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
     return resample(wav, int(file_sr), sr)
 
 
+def verify_audio(path: str | os.PathLike, fix: str = "re-generate it or remove it") -> None:
+    """Check that an audio file's header reads and it holds samples (cheap: no decoding); CorpusError otherwise.
+
+    ``fix`` is what the message tells the user to do (corpora differ: re-generate vs restore from the release).
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise CorpusError(f"audio file {path} is unreadable or corrupt ({e}); {fix}") from e
+    if info.frames == 0:
+        raise CorpusError(f"audio file {path} is empty (0 samples); {fix}")
+
+
 def to_16k_clip(wav: np.ndarray) -> np.ndarray:
     """float32 copy clipped to [-1, 1] (what DNSMOS and the wav writer expect)."""
     return np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)

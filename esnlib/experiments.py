@@ -315,21 +315,8 @@ def _load_model(name: str, device: str):
     return load_model(name, device=device)
 
 
-_DEMO_JUDGES = {"prosody": "ProsodyJudge", "demo-prosody": "ProsodyJudge", "spectral": "SpectralJudge",
-                "demo-spectral": "SpectralJudge"}
-
-
 def _load_judge(name: str, device: str = "cpu"):
-    """Demo judges (prosody, spectral, dnsmos) directly; other names via ``esnlib.judges.registry.load_judge``."""
-    key = name.strip().lower()
-    if key in _DEMO_JUDGES:
-        from .judges import demo
-
-        return getattr(demo, _DEMO_JUDGES[key])()
-    if key == "dnsmos":
-        from .judges.dnsmos import DNSMOSJudge
-
-        return DNSMOSJudge()
+    """A judge by name through ``esnlib.judges.registry`` (demo: prosody, spectral, dnsmos)."""
     from .judges.registry import load_judge
 
     return load_judge(name)
@@ -374,6 +361,14 @@ def _read_unit(world: World, table: str, cond: dict) -> pd.DataFrame:
 
 def _stats_missing(stats, ids: Iterable[str]) -> list[str]:
     return [i for i in ids if not stats.has(i)]
+
+
+def _append_missing_stats(stats, captured, ids: Sequence[str]) -> None:
+    """Append the rows of ``captured`` (CaptureStats, one row per id) whose ids the StatsStore does not hold yet."""
+    missing = set(_stats_missing(stats, ids))
+    keep = [i for i, s in enumerate(ids) if s in missing]
+    if keep:
+        stats.append(captured.rows(keep), [ids[i] for i in keep])
 
 
 def run_evc(
@@ -462,10 +457,7 @@ def _evc_shard_frame(world: World, shard: Sequence[Utterance], targets: Sequence
                             batch_size=world.batch_size)
     gens, st = res if capture else (res, None)
     if capture:
-        missing = set(_stats_missing(stats, sample_ids))
-        keep = [i for i, s in enumerate(sample_ids) if s in missing]
-        if keep:
-            stats.append(st.rows(keep), [sample_ids[i] for i in keep])
+        _append_missing_stats(stats, st, sample_ids)
     rows = []
     key = world.store.key(cond)
     for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
@@ -823,10 +815,7 @@ def run_ser(world: World, utts: Sequence[Utterance], condition: Mapping[str, Any
                                 batch_size=world.batch_size)
         gens, st = res if capture else (res, None)
         if capture:
-            missing = set(_stats_missing(stats, ids))
-            keep = [i for i, s in enumerate(ids) if s in missing]
-            if keep:
-                stats.append(st.rows(keep), [ids[i] for i in keep])
+            _append_missing_stats(stats, st, ids)
         rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
                  "pred": g.label, "correct": bool(g.label == u.emotion)} for u, g in zip(shard, gens)]
         world.store.write(table, cond, pd.DataFrame(rows))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..audio import verify_audio as _check_audio
 from .base import CorpusError, Utterance
 
 #: emotion (lower case, esnlib label) -> ESD folder name, in ESD's numbering order
@@ -155,23 +156,12 @@ def load_esd(
                 raise CorpusError(f"{wav} has no line in transcript {tpath}; add '{uid}<TAB>text<TAB>"
                                   f"{EMOTION_DIRS[emo]}' or remove the wav")
             if verify_audio:
-                _verify(wav)
+                _check_audio(wav, "re-generate it or remove it")
             utts.append(Utterance(id=uid, corpus="esd", speaker=spk, emotion=emo, text=texts[uid], path=str(wav),
                                   index=index, split=split))
     order = {e: i for i, e in enumerate(ESD_ORDER)}
     utts.sort(key=lambda u: (u.speaker, order[u.emotion], u.index))
     return utts
-
-
-def _verify(wav: Path) -> None:
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(wav))
-    except Exception as e:
-        raise CorpusError(f"audio file {wav} is unreadable or corrupt ({e}); re-generate it or remove it") from e
-    if info.frames == 0:
-        raise CorpusError(f"audio file {wav} is empty (0 samples); re-generate it or remove it")
 
 
 # ---------------------------------------------------------------- Table 1 split

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..audio import verify_audio as _check_audio
 from .base import CorpusError, Utterance
 
 CODES = {"neu": "neutral", "ang": "angry", "hap": "happy", "exc": "excited", "sad": "sad", "fru": "frustrated",
@@ -88,24 +89,13 @@ def load_iemocap(root: str | Path, sessions: list[int] | None = None, four_class
                 if not wav.is_file():
                     raise CorpusError(f"{wav} is missing but labelled in {f}; restore sentences/wav from the release")
                 if verify_audio:
-                    _verify(wav)
+                    _check_audio(wav, "restore it from the release")
                 speaker = uid[:5] + uid.rsplit("_", 1)[1][0]  # "Ses01" + gender of the speaking turn
                 utts.append(Utterance(id=uid, corpus="iemocap", speaker=speaker, emotion=emo,
                                       text=texts.get(uid, ""), path=str(wav), index=len(utts) + 1, split=sess))
     if not utts:
         raise CorpusError(f"no labelled utterances found under {root} for {wanted}")
     return utts
-
-
-def _verify(wav: Path) -> None:
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(wav))
-    except Exception as e:
-        raise CorpusError(f"audio file {wav} is unreadable or corrupt ({e}); restore it from the release") from e
-    if info.frames == 0:
-        raise CorpusError(f"audio file {wav} is empty (0 samples); restore it from the release")
 
 
 def leave_one_session_out(utts: list[Utterance]) -> list[tuple[str, list[Utterance], list[Utterance]]]:

@@ -63,9 +63,9 @@ def load_msp_podcast(root: str | Path, classes: int = 4, splits: list[str] | Non
         if not wav.is_file():
             raise CorpusError(f"{wav} is listed in {csv} but missing; restore Audios/ from the release")
         if verify_audio:
-            from .iemocap import _verify
+            from ..audio import verify_audio as _check_audio
 
-            _verify(wav)
+            _check_audio(wav, "restore it from the release")
         tfile = tdir / f"{Path(row.FileName).stem}.txt"
         text = tfile.read_text(encoding="utf-8", errors="replace").strip() if tfile.is_file() else ""
         utts.append(Utterance(id=Path(row.FileName).stem, corpus="msp_podcast", speaker=str(row.SpkrID),

@@ -16,7 +16,8 @@ JUDGES = {
     "spectral": ("esnlib.judges.demo", "SpectralJudge"),
 }
 ALIASES = {"emotion2vec+large": "emotion2vec", "emotion2vec_plus_large": "emotion2vec", "qwen3": "qwen3-omni",
-           "qwen3-omni-30b": "qwen3-omni", "utmos22": "utmos", "dnsmos_ovrl": "dnsmos"}
+           "qwen3-omni-30b": "qwen3-omni", "utmos22": "utmos", "dnsmos_ovrl": "dnsmos",
+           "demo-prosody": "prosody", "demo-spectral": "spectral"}
 
 
 def judge_key(name: str) -> str:

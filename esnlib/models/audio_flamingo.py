@@ -19,8 +19,3 @@ class AudioFlamingo3Adapter(ChatSerAdapter, ModelAdapter):
 
     def __init__(self, model, processor, **kw):
         self._init_chat(model, processor, **kw)
-
-    sites = ChatSerAdapter.sites
-    evc = ChatSerAdapter.evc
-    ser = ChatSerAdapter.ser
-    describe = ChatSerAdapter.describe
