@@ -114,6 +114,8 @@ class World:
     executor: str = "local"
     ray_address: str | None = None
     num_workers: int | None = None
+    #: conditions of one shard share generate calls (one RowwiseIntervention edit per row); False: one call each
+    rowwise: bool = True
     #: the load_world arguments, so a Ray worker can build the same world
     spec: dict = field(default_factory=dict, repr=False)
     _stats: dict = field(default_factory=dict, repr=False)
@@ -247,6 +249,7 @@ def load_world(
     executor: str = "local",
     ray_address: str | None = None,
     num_workers: int | None = None,
+    rowwise: bool = True,
 ) -> World:
     """Build the :class:`World` the notebooks work in.
 
@@ -259,6 +262,8 @@ def load_world(
     generated samples per shard (the first ones) scored for naturalness.
     executor: "local" or "ray" (``ray_address``: an existing cluster, None: start or join a local one; num_workers:
     Ray actors, default one per GPU, else one per CPU). Nothing else changes: the tables are identical.
+    rowwise: the conditions of a sweep that share utterances share ``generate`` calls (``batch_size`` rows, filled
+    across conditions, each row with its own edit); False: one call per condition. The tables are identical.
     """
     from .store import ResultStore
 
@@ -270,7 +275,7 @@ def load_world(
                 results_dir=str(results_dir), stats_dir=None if stats_dir is None else str(stats_dir), device=device,
                 batch_size=batch_size, shard_size=shard_size, audio_per_shard=audio_per_shard,
                 naturalness_per_shard=naturalness_per_shard, seed=seed, build_corpus=False, n_utts=n_utts,
-                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False)
+                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False, rowwise=rowwise)
 
     judge_names = _parse_list(judges)
     if not judge_names:
@@ -287,7 +292,8 @@ def load_world(
         adapter=adapter, utts=utts, judges=jd, naturalness=nat, store=ResultStore(results_dir), stats_dir=stats_dir,
         corpus=corpus_name or Path(corpus_root).name, corpus_fp=corpus_fingerprint(utts), batch_size=batch_size,
         shard_size=shard_size, audio_per_shard=audio_per_shard, naturalness_per_shard=naturalness_per_shard,
-        seed=seed, progress=progress, executor=executor, ray_address=ray_address, num_workers=num_workers, spec=spec,
+        seed=seed, progress=progress, executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise,
+        spec=spec,
     )
 
 
@@ -385,79 +391,176 @@ def run_evc(
     """Generate EVC for every (utterance, e_tgt), judge it, and return tidy rows (cached per shard).
 
     Rows: utt_id, sample_id, speaker, split, target (e_tgt), mask_emotion (e_mask or "none"), text (reference), hyp
-    (decoded text), wer, speech_tokens (the talker's tokens when the model reports them), pred_<judge>, match_<judge>, naturalness, audio_path ("" unless kept) — plus every field of
-    the condition (the store adds them). ``capture=True`` also appends each sample's activation statistics to the
-    EVC StatsStore of ``scope`` (ids ``"<utt_id>|<e_tgt>"``); a shard already in the store is regenerated only if
-    its statistics are missing.
+    (decoded text), wer, speech_tokens (the talker's tokens when the model reports them), pred_<judge>,
+    match_<judge>, naturalness, audio_path ("" unless kept) — plus every field of the condition (the store adds
+    them). ``capture=True`` also appends each sample's activation statistics to the EVC StatsStore of ``scope`` (ids
+    ``"<utt_id>|<e_tgt>"``); a shard already in the store is regenerated only if its statistics are missing.
     """
+    return run_evc_conditions(world, utts, [(condition, intervention)], targets, capture=capture, scope=scope,
+                              table=table, desc=desc)[0]
 
+
+def run_evc_conditions(
+    world: World,
+    utts: Sequence[Utterance],
+    conditions: Sequence[tuple[Mapping[str, Any] | None, Any]],
+    targets: Sequence[str] = TARGET_EMOTIONS,
+    capture: bool = False,
+    scope: str = "lm",
+    table: str = "evc",
+    desc: str = "EVC",
+) -> list[pd.DataFrame]:
+    """EVC of the same utterances under several conditions, ``[(condition fields, intervention), ...]``: one frame of
+    :func:`run_evc` rows per condition, in order.
+
+    Every (condition, shard) is its own unit in the store, exactly as with one ``run_evc`` call per condition. What
+    is shared is the work: with ``world.rowwise`` (the default) the conditions a shard still needs are generated
+    together, the shard's rows repeated once per condition and each copy edited by its own intervention
+    (:class:`esnlib.intervention.RowwiseIntervention`), so ``world.batch_size`` rows fill each ``generate`` call
+    across conditions. Conditions whose generations are identical (same mask, kind, α, positions: e.g. the random
+    control's single mask, or a cap c that does not bind) are generated once and stored under each condition.
+    """
     bad = [t for t in targets if t not in EMOTIONS]
     if bad:
         raise ValueError(f"unknown target emotions {bad}; expected a subset of {EMOTIONS}")
-    cond0 = {**world.base_condition("evc", scope), "targets": ",".join(targets), "mask_emotion": "none",
-             "mask": mask_fingerprint(getattr(intervention, "index", None)) if intervention is not None else "none",
-             "kind": getattr(intervention, "kind", "none") if intervention is not None else "none",
-             "alpha": float(getattr(intervention, "alpha", 0.0)) if intervention is not None else 0.0,
-             **(dict(condition) if condition else {})}
+    if not conditions:
+        raise ValueError("run_evc_conditions needs at least one (condition, intervention) pair")
+    if capture and len(conditions) != 1:
+        raise ValueError("capture=True (identification) takes one condition: capture the baseline, not a sweep")
+    specs = [_evc_condition(world, targets, c, iv, scope) for c, iv in conditions]
+    ivs = [iv for _, iv in conditions]
     stats = world.stats("evc", scope) if capture else None
-    # what determines the generations (not which selector/r/c produced the mask): identical generations are reused
-    gen0 = {k: cond0[k] for k in ("model", "corpus_fp", "judges", "naturalness_judge", "naturalness_per_shard",
-                                  "task", "targets", "mask", "kind", "alpha")}
-    gen0["scope"] = scope if intervention is not None else "none"
-    gen0["positions"] = getattr(intervention, "positions", "all") if intervention is not None else "none"
-    frames = []
     shards = _chunks(list(utts), world.shard_size)
     if world.executor == "ray" and not capture:
         # the grid computes the missing units (one actor per GPU/worker); the loop below then only reads them
-        _evc_on_grid(world, shards, targets, cond0, intervention, scope, table)
+        _evc_on_grid(world, shards, targets, specs, ivs, scope, table)
+    frames: list[list[pd.DataFrame]] = [[] for _ in specs]
     for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
-        ids = [u.id for u in shard]
-        cond = {**cond0, "shard": fingerprint(ids)}
+        shard_fp = fingerprint([u.id for u in shard])
         sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
         need_stats = capture and bool(_stats_missing(stats, sample_ids))
-        if world.store.has(table, cond) and not need_stats:
-            frames.append(_read_unit(world, table, cond))
-            continue
-        alias = world.store.root / "_generations" / f"{table}-{fingerprint({**gen0, 'shard': cond['shard']}, 16)}"
-        if not need_stats and alias.exists():
-            src_key = alias.read_text().strip()
-            src_path = world.store._dir(table) / f"{src_key}.parquet"
-            if src_path.exists():
-                old = pd.read_parquet(src_path)
-                keep = [c for c in old.columns if c in _ROW_COLS or c.startswith(("pred_", "match_"))]
-                world.store.write(table, cond, old[keep])
-                frames.append(_read_unit(world, table, cond))
-                continue
-        df = _evc_shard_frame(world, shard, targets, cond, intervention, scope, stats if capture else None,
-                              sample_ids)
-        world.store.write(table, cond, df)
-        alias.parent.mkdir(parents=True, exist_ok=True)
-        tmp = alias.with_name(alias.name + f".{os.getpid()}.tmp")
-        tmp.write_text(world.store.key(cond))
-        os.replace(tmp, alias)
-        frames.append(_read_unit(world, table, cond))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        todo: dict[str, list[int]] = {}  # generation key -> conditions it serves, first one is generated
+        for k, (cond0, gen0) in enumerate(specs):
+            cond = {**cond0, "shard": shard_fp}
+            if need_stats or not (world.store.has(table, cond) or _reuse_generation(world, table, gen0, shard_fp, cond)):
+                todo.setdefault(_generation_key(gen0, shard_fp), []).append(k)
+        if todo:
+            firsts = [ks[0] for ks in todo.values()]
+            new = _evc_shard_frames(world, shard, targets, [{**specs[k][0], "shard": shard_fp} for k in firsts],
+                                    [ivs[k] for k in firsts], scope, stats, sample_ids)
+            for ks, df in zip(todo.values(), new):
+                cond = {**specs[ks[0]][0], "shard": shard_fp}
+                world.store.write(table, cond, df)
+                _write_alias(world, table, specs[ks[0]][1], shard_fp, cond)
+                for k in ks[1:]:
+                    cond_k = {**specs[k][0], "shard": shard_fp}
+                    if not world.store.has(table, cond_k):  # a repeated condition is stored already
+                        _reuse_generation(world, table, specs[k][1], shard_fp, cond_k)
+        for k, (cond0, _) in enumerate(specs):
+            frames[k].append(_read_unit(world, table, {**cond0, "shard": shard_fp}))
+    return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
 
 
-def _evc_shard_frame(world: World, shard: Sequence[Utterance], targets: Sequence[str], cond: dict, intervention,
-                     scope: str, stats=None, sample_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """One unit of EVC work: generate every (utterance, e_tgt) of ``shard``, judge it, keep a few waveforms.
+def _intervention_fields(iv) -> dict:
+    """The condition fields that identify an intervention: mask (fingerprint of the indices), kind, alpha, positions.
+    A list of Interventions (applied in turn) gets one fingerprint over all of them and kind "composite"."""
+    from .intervention import Intervention
 
-    ``stats``: the StatsStore to append the samples' activation statistics to (capture), or None. Used in-process
-    and by Ray workers (:func:`_evc_unit_work`), so both executors give identical rows.
+    if iv is None:
+        return {"mask": "none", "kind": "none", "alpha": 0.0, "positions": "none"}
+    if isinstance(iv, Intervention):
+        return {"mask": mask_fingerprint(iv.index), "kind": iv.kind, "alpha": float(iv.alpha),
+                "positions": iv.positions}
+    if isinstance(iv, (list, tuple)) and iv and all(isinstance(x, Intervention) for x in iv):
+        return {"mask": fingerprint([[mask_fingerprint(x.index), x.kind, float(x.alpha), x.positions] for x in iv]),
+                "kind": "composite", "alpha": 0.0, "positions": "composite"}
+    raise TypeError(f"a condition's intervention must be None, an esnlib.Intervention or a list of them, got "
+                    f"{type(iv).__name__} (the row-wise batching of conditions is built here, from the conditions)")
+
+
+def _evc_condition(world: World, targets: Sequence[str], condition, intervention, scope: str) -> tuple[dict, dict]:
+    """(cond0, gen0): the unit condition without its shard, and the fields that determine the generations (not
+    which selector/r/c produced the mask), so identical generations are computed once."""
+    f = _intervention_fields(intervention)
+    cond0 = {**world.base_condition("evc", scope), "targets": ",".join(targets), "mask_emotion": "none",
+             "mask": f["mask"], "kind": f["kind"], "alpha": f["alpha"], **(dict(condition) if condition else {})}
+    gen0 = {k: cond0[k] for k in ("model", "corpus_fp", "judges", "naturalness_judge", "naturalness_per_shard",
+                                  "task", "targets")}
+    # from the intervention itself, whatever the condition fields say
+    gen0.update(mask=f["mask"], kind=f["kind"], alpha=f["alpha"], positions=f["positions"],
+                scope=scope if intervention is not None else "none")
+    return cond0, gen0
+
+
+def _generation_key(gen0: dict, shard_fp: str) -> str:
+    return fingerprint({**gen0, "shard": shard_fp}, 16)
+
+
+def _alias_path(world: World, table: str, gen0: dict, shard_fp: str) -> Path:
+    return world.store.root / "_generations" / f"{table}-{_generation_key(gen0, shard_fp)}"
+
+
+def _write_alias(world: World, table: str, gen0: dict, shard_fp: str, cond: dict) -> None:
+    """Record that ``cond``'s unit holds the generations of (gen0, shard), for conditions that generate the same."""
+    alias = _alias_path(world, table, gen0, shard_fp)
+    alias.parent.mkdir(parents=True, exist_ok=True)
+    tmp = alias.with_name(alias.name + f".{os.getpid()}.tmp")
+    tmp.write_text(world.store.key(cond))
+    os.replace(tmp, alias)
+
+
+def _reuse_generation(world: World, table: str, gen0: dict, shard_fp: str, cond: dict) -> bool:
+    """Store ``cond``'s unit as a copy of an already stored unit with the same generations; False if there is none."""
+    alias = _alias_path(world, table, gen0, shard_fp)
+    if not alias.exists():
+        return False
+    src_path = world.store._dir(table) / f"{alias.read_text().strip()}.parquet"
+    if not src_path.exists():
+        return False
+    old = pd.read_parquet(src_path)
+    keep = [c for c in old.columns if c in _ROW_COLS or c.startswith(("pred_", "match_"))]
+    world.store.write(table, cond, old[keep])
+    return True
+
+
+def _evc_shard_frames(world: World, shard: Sequence[Utterance], targets: Sequence[str], conds: Sequence[dict],
+                      interventions: Sequence, scope: str, stats=None,
+                      sample_ids: Sequence[str] | None = None) -> list[pd.DataFrame]:
+    """The EVC work of one shard under each condition: generate every (utterance, e_tgt), judge it, keep a few
+    waveforms; one frame per condition.
+
+    Several conditions go through one ``adapter.evc`` call with a RowwiseIntervention when ``world.rowwise``;
+    greedy rows do not depend on their batch neighbours, so the frames equal one call per condition. ``stats``: the
+    StatsStore to append the samples' activation statistics to (capture, one condition only), or None. Used
+    in-process and by Ray workers (:func:`_evc_group_work`), so both executors give identical rows.
     """
-    from .evaluation import sample_wer
+    from .intervention import RowwiseIntervention
 
     capture = stats is not None
     if sample_ids is None:
         sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
     src = [u for u in shard for _ in targets]
     tgt = [t for _ in shard for t in targets]
-    res = world.adapter.evc(src, tgt, capture=capture, intervention=intervention, scope=scope,
-                            batch_size=world.batch_size)
-    gens, st = res if capture else (res, None)
+    K, n = len(interventions), len(src)
     if capture:
+        gens, st = world.adapter.evc(src, tgt, capture=True, intervention=interventions[0], scope=scope,
+                                     batch_size=world.batch_size)
         _append_missing_stats(stats, st, sample_ids)
+        per_cond = [gens]
+    elif K > 1 and world.rowwise:
+        rw = RowwiseIntervention.repeat(list(interventions), n)
+        gens = world.adapter.evc(src * K, tgt * K, intervention=rw, scope=scope, batch_size=world.batch_size)
+        per_cond = [gens[k * n:(k + 1) * n] for k in range(K)]
+    else:
+        per_cond = [world.adapter.evc(src, tgt, intervention=iv, scope=scope, batch_size=world.batch_size)
+                    for iv in interventions]
+    return [_evc_rows(world, src, tgt, sample_ids, cond, gens) for cond, gens in zip(conds, per_cond)]
+
+
+def _evc_rows(world: World, src, tgt, sample_ids, cond: dict, gens) -> pd.DataFrame:
+    """Tidy rows of one (condition, shard): text, WER, speech tokens, judges, naturalness, kept waveforms."""
+    from .evaluation import sample_wer
+
     rows = []
     key = world.store.key(cond)
     for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
@@ -469,7 +572,7 @@ def _evc_shard_frame(world: World, shard: Sequence[Utterance], targets: Sequence
                      "audio_path": ""})
     audios = [g.audio for g in gens]
     # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
-    n_keep = world.audio_per_shard * len(targets)
+    n_keep = world.audio_per_shard * len(set(tgt))
     _judge_rows(world, audios, rows, n_naturalness=world.naturalness_per_shard)
     for j in range(min(n_keep, len(rows))):
         if audios[j] is not None:
@@ -477,25 +580,47 @@ def _evc_shard_frame(world: World, shard: Sequence[Utterance], targets: Sequence
     return pd.DataFrame(rows)
 
 
-def _evc_unit_work(world: World, unit, targets: Sequence[str], intervention, scope: str) -> pd.DataFrame:
-    """esnlib.grid work function: the EVC rows of one unit (payload: the shard's utterances)."""
-    return _evc_shard_frame(world, unit.payload, targets, unit.condition, intervention, scope)
+def _evc_group_work(world: World, group, targets: Sequence[str], scope: str) -> list[pd.DataFrame]:
+    """esnlib.grid work function: the EVC frames of a UnitGroup (one shard, its missing conditions; each member's
+    payload: {"utts", "intervention"})."""
+    shard = group.units[0].payload["utts"]
+    return _evc_shard_frames(world, shard, targets, [u.condition for u in group.units],
+                             [u.payload["intervention"] for u in group.units], scope)
 
 
-def _evc_on_grid(world: World, shards, targets, cond0: dict, intervention, scope: str, table: str) -> None:
-    """Compute the missing (condition, shard) units of an EVC run on the Ray executor (esnlib.grid)."""
+def _evc_on_grid(world: World, shards, targets, specs, ivs, scope: str, table: str) -> None:
+    """Compute the missing (condition, shard) units of an EVC run on the Ray executor (esnlib.grid): one UnitGroup
+    per shard (its missing conditions share generate calls when ``world.rowwise``, else one group per unit)."""
     import functools
 
-    from .grid import Unit, run_grid
+    from .grid import Unit, UnitGroup, run_grid
 
-    units = [Unit(table, {**cond0, "shard": fingerprint([u.id for u in sh])}, payload=list(sh)) for sh in shards]
-    todo = [u for u in units if not world.store.has(table, u.condition)]
-    if not todo:
+    groups, first_of = [], []
+    for sh in shards:
+        shard_fp = fingerprint([u.id for u in sh])
+        todo, seen = [], set()
+        for (cond0, gen0), iv in zip(specs, ivs):
+            cond = {**cond0, "shard": shard_fp}
+            gk = _generation_key(gen0, shard_fp)
+            if world.store.has(table, cond) or gk in seen or _alias_path(world, table, gen0, shard_fp).exists():
+                continue  # stored, or a copy of another unit's generations (the driver's loop stores it)
+            seen.add(gk)
+            todo.append(Unit(table, cond, payload={"utts": list(sh), "intervention": iv}))
+            first_of.append((gen0, shard_fp, cond))
+        if todo:
+            groups += [UnitGroup(todo)] if world.rowwise else [UnitGroup([u]) for u in todo]
+    if not groups:
         return
-    run_grid(todo, functools.partial(_evc_unit_work, targets=tuple(targets), intervention=intervention, scope=scope),
-             functools.partial(_worker_world, world.spec), world.store, executor="ray",
-             ray_address=world.ray_address, num_workers=world.num_workers, progress=world.progress,
-             desc=f"EVC on Ray ({len(todo)} units)")
+    n_units = sum(len(g.units) for g in groups)
+    try:
+        run_grid(groups, functools.partial(_evc_group_work, targets=tuple(targets), scope=scope),
+                 functools.partial(_worker_world, world.spec), world.store, executor="ray",
+                 ray_address=world.ray_address, num_workers=world.num_workers, progress=world.progress,
+                 desc=f"EVC on Ray ({n_units} units in {len(groups)} groups)")
+    finally:  # also after a failed grid: the finished units serve their copies
+        for gen0, shard_fp, cond in first_of:
+            if world.store.has(table, cond):
+                _write_alias(world, table, gen0, shard_fp, cond)
 
 
 _ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "audio_path",
@@ -676,30 +801,55 @@ def evaluate_masks(
 ) -> pd.DataFrame:
     """Generate with each e_mask's ESNs intervened, for every e_tgt: rows for the e_mask x e_tgt table.
 
-    Masks with identical indices (the random control gives one mask to every emotion) are generated once and their
-    rows copied under each e_mask (greedy decoding is deterministic, so this is the same result, cheaper).
+    Masks with identical indices (the random control gives one mask to every emotion) are generated once and stored
+    under each e_mask (greedy decoding is deterministic, so this is the same result, cheaper).
+    """
+    return evaluate_settings(world, [(maskset, kind, alpha)], split, n, targets, mask_emotions, positions)[0]
+
+
+def evaluate_settings(
+    world: World,
+    settings: Sequence[tuple[MaskSet, str, float]],
+    split: str = "TEST-SEEN",
+    n: int | None = None,
+    targets: Sequence[str] = TARGET_EMOTIONS,
+    mask_emotions: Sequence[str] | None = None,
+    positions: str = "all",
+) -> list[pd.DataFrame]:
+    """Several ``(mask set, kind, α)`` settings on the same utterances (the selectors of Table 3, an r, c, α or kind
+    sweep): one frame of :func:`evaluate_masks` rows per setting, in order.
+
+    Every e_mask of every setting of one scope is a condition of one :func:`run_evc_conditions` pass, so they share
+    ``generate`` calls (``world.rowwise``) and identical masks are generated once; the stored units and the rows are
+    the same as calling ``evaluate_masks`` once per setting.
     """
     from . import Intervention
 
+    jobs = []  # (setting, condition fields, intervention, scope)
+    for i, setting in enumerate(settings):
+        if not (isinstance(setting, (tuple, list)) and len(setting) == 3 and isinstance(setting[0], MaskSet)):
+            raise TypeError(f"settings[{i}]: expected (MaskSet, kind, alpha), got {setting!r}")
+        maskset, kind, alpha = setting
+        for e_mask in (mask_emotions or list(maskset.masks)):
+            if e_mask not in maskset.masks:
+                raise KeyError(f"no {e_mask!r} mask in this {maskset.selector} mask set; it has {list(maskset.masks)}")
+            index = np.asarray(maskset.masks[e_mask], dtype=np.int64)
+            if len(index) == 0:
+                raise ValueError(f"the {maskset.selector} mask of {e_mask!r} is empty; raise the rate r or the cap c")
+            cond = {**maskset.condition(), "split": split, "mask_emotion": e_mask, "positions": positions}
+            jobs.append((i, cond, Intervention(index=index, kind=kind, alpha=alpha, positions=positions),
+                         maskset.scope))
     utts = world.split(split, n)
-    frames = []
-    done: dict[str, pd.DataFrame] = {}
-    for e_mask in (mask_emotions or list(maskset.masks)):
-        index = np.asarray(maskset.masks[e_mask], dtype=np.int64)
-        fp = mask_fingerprint(index)
-        cond = {**maskset.condition(), "split": split, "mask_emotion": e_mask, "positions": positions}
-        if len(index) == 0:
-            raise ValueError(f"the {maskset.selector} mask of {e_mask!r} is empty; raise the rate r or the cap c")
-        iv = Intervention(index=index, kind=kind, alpha=alpha, positions=positions)
-        if fp in done:
-            df = done[fp].copy()
-            df["mask_emotion"] = e_mask
-        else:
-            df = run_evc(world, utts, targets, condition=cond, intervention=iv, scope=maskset.scope,
-                         desc=f"{maskset.selector} {kind} α={alpha} mask={e_mask}")
-            done[fp] = df
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    out: list[list[pd.DataFrame]] = [[] for _ in settings]
+    for scope in dict.fromkeys(j[3] for j in jobs):
+        js = [j for j in jobs if j[3] == scope]
+        what = settings[js[0][0]]
+        desc = (f"{what[0].selector} {what[1]} α={what[2]}" if len(settings) == 1 else f"{len(settings)} settings") \
+            + f": {len(js)} conditions"
+        frames = run_evc_conditions(world, utts, [(j[1], j[2]) for j in js], targets, scope=scope, desc=desc)
+        for j, df in zip(js, frames):
+            out[j[0]].append(df)
+    return [pd.concat(f, ignore_index=True) for f in out]
 
 
 # ------------------------------------------------------------------------------------------------------- summaries
@@ -797,30 +947,56 @@ def run_ser(world: World, utts: Sequence[Utterance], condition: Mapping[str, Any
     Rows: utt_id, sample_id (= utt_id), speaker, split, emotion (true label), pred (parsed label or None), correct.
     ``capture=True`` appends per-sample statistics to the SER StatsStore of ``scope``.
     """
-    cond0 = {**world.base_condition("ser", scope), "mask_emotion": "none",
-             "mask": mask_fingerprint(getattr(intervention, "index", None)) if intervention is not None else "none",
-             "kind": getattr(intervention, "kind", "none") if intervention is not None else "none",
-             "alpha": float(getattr(intervention, "alpha", 0.0)) if intervention is not None else 0.0,
-             **(dict(condition) if condition else {})}
+    return run_ser_conditions(world, utts, [(condition, intervention)], capture=capture, scope=scope, table=table,
+                              desc=desc)[0]
+
+
+def run_ser_conditions(world: World, utts: Sequence[Utterance], conditions: Sequence[tuple[Mapping | None, Any]],
+                       capture: bool = False, scope: str = "lm", table: str = "ser",
+                       desc: str = "SER") -> list[pd.DataFrame]:
+    """SER of the same utterances under several ``(condition fields, intervention)``: one :func:`run_ser` frame per
+    condition; a shard's missing conditions share ``generate`` calls (row-wise edits) when ``world.rowwise``."""
+    from .intervention import RowwiseIntervention
+
+    if not conditions:
+        raise ValueError("run_ser_conditions needs at least one (condition, intervention) pair")
+    if capture and len(conditions) != 1:
+        raise ValueError("capture=True (identification) takes one condition: capture the baseline, not a sweep")
+    conds0 = []
+    for c, iv in conditions:
+        f = _intervention_fields(iv)
+        conds0.append({**world.base_condition("ser", scope), "mask_emotion": "none", "mask": f["mask"],
+                       "kind": f["kind"], "alpha": f["alpha"], **(dict(c) if c else {})})
+    ivs = [iv for _, iv in conditions]
     stats = world.stats("ser", scope) if capture else None
-    frames = []
+    frames: list[list[pd.DataFrame]] = [[] for _ in conditions]
     shards = _chunks(list(utts), world.shard_size * 4)
     for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
         ids = [u.id for u in shard]
-        cond = {**cond0, "shard": fingerprint(ids)}
-        if world.store.has(table, cond) and not (capture and _stats_missing(stats, ids)):
-            frames.append(_read_unit(world, table, cond))
-            continue
-        res = world.adapter.ser(list(shard), capture=capture, intervention=intervention, scope=scope,
-                                batch_size=world.batch_size)
-        gens, st = res if capture else (res, None)
-        if capture:
+        conds = [{**c0, "shard": fingerprint(ids)} for c0 in conds0]
+        need_stats = capture and bool(_stats_missing(stats, ids))
+        todo = [k for k, c in enumerate(conds) if need_stats or not world.store.has(table, c)]
+        n = len(shard)
+        if capture and todo:
+            gens, st = world.adapter.ser(list(shard), capture=True, intervention=ivs[0], scope=scope,
+                                         batch_size=world.batch_size)
             _append_missing_stats(stats, st, ids)
-        rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
-                 "pred": g.label, "correct": bool(g.label == u.emotion)} for u, g in zip(shard, gens)]
-        world.store.write(table, cond, pd.DataFrame(rows))
-        frames.append(_read_unit(world, table, cond))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            per_cond = [gens]
+        elif len(todo) > 1 and world.rowwise:
+            rw = RowwiseIntervention.repeat([ivs[k] for k in todo], n)
+            gens = world.adapter.ser(list(shard) * len(todo), intervention=rw, scope=scope,
+                                     batch_size=world.batch_size)
+            per_cond = [gens[j * n:(j + 1) * n] for j in range(len(todo))]
+        else:
+            per_cond = [world.adapter.ser(list(shard), intervention=ivs[k], scope=scope, batch_size=world.batch_size)
+                        for k in todo]
+        for k, gens in zip(todo, per_cond):
+            rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
+                     "pred": g.label, "correct": bool(g.label == u.emotion)} for u, g in zip(shard, gens)]
+            world.store.write(table, conds[k], pd.DataFrame(rows))
+        for k, c in enumerate(conds):
+            frames[k].append(_read_unit(world, table, c))
+    return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
 
 
 def ser_baseline(world: World, split: str = "TEST-SEEN", n: int | None = None, capture: bool = False,
@@ -852,17 +1028,16 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
 
 def ser_effects(world: World, maskset: MaskSet, kind: str = "deactivate", alpha: float = 0.0,
                 split: str = "TEST-SEEN", n: int | None = None) -> pd.DataFrame:
-    """SER with each emotion's mask intervened on every test utterance: rows with mask_emotion."""
+    """SER with each emotion's mask intervened on every test utterance: rows with mask_emotion (the masks share
+    generate calls, one edit per batch row, when ``world.rowwise``)."""
     from . import Intervention
 
     utts = world.split(split, n, emotion=None)
-    frames = []
-    for e_mask, index in maskset.masks.items():
-        iv = Intervention(index=np.asarray(index, dtype=np.int64), kind=kind, alpha=alpha)
-        cond = {**maskset.condition(), "split": split, "mask_emotion": e_mask}
-        frames.append(run_ser(world, utts, cond, intervention=iv, scope=maskset.scope,
-                              desc=f"SER {kind} mask={e_mask}"))
-    return pd.concat(frames, ignore_index=True)
+    conditions = [({**maskset.condition(), "split": split, "mask_emotion": e_mask},
+                   Intervention(index=np.asarray(index, dtype=np.int64), kind=kind, alpha=alpha))
+                  for e_mask, index in maskset.masks.items()]
+    return pd.concat(run_ser_conditions(world, utts, conditions, scope=maskset.scope,
+                                        desc=f"SER {kind} α={alpha}: {len(conditions)} masks"), ignore_index=True)
 
 
 def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "accuracy") -> pd.DataFrame:
@@ -1122,7 +1297,7 @@ def defaults(smoke: bool = False) -> dict:
                 "paper_rates": (PAPER_RATES[0], PAPER_RATE), "caps": (10, PAPER_CAP), "alphas": (0.5, 1.0),
                 "talker_selectors": ("CAS",)}
     return {"n_id": None, "n_eval": 12, "n_ser": 60, "n_causal": 4, "n_candidates": 40, "corpus_n_utts": None,
-            "second_corpus_n_utts": 14, "shard_size": 12, "batch_size": 16, "naturalness_per_shard": 2,
+            "second_corpus_n_utts": 14, "shard_size": 12, "batch_size": 64, "naturalness_per_shard": 2,
             "paper_rates": PAPER_RATES, "caps": CAPS, "alphas": ALPHAS, "talker_selectors": ("CAS", "MAD", "LAP")}
 
 

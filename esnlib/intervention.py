@@ -18,7 +18,7 @@ import torch
 from .capture import run_traced
 from .sites import Site, find_sites, n_neurons, split_by_site, unwrap
 
-__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "generate"]
+__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "batch_rows", "generate"]
 
 KINDS = ("steer", "add", "clamp", "deactivate")
 POSITIONS = ("all", "generated")
@@ -138,6 +138,20 @@ class RowwiseIntervention:
     def __repr__(self) -> str:
         kinds = sorted({f"{iv.kind}:{iv.alpha:g}" for r in self.rows for iv in r})
         return f"RowwiseIntervention({len(self)} rows, {sum(1 for r in self.rows if r)} edited, {kinds})"
+
+
+def batch_rows(intervention, rows, n_rows: int):
+    """The edit for the batch rows ``rows`` (a range) of an input of ``n_rows`` rows.
+
+    Adapters split their inputs into batches; a RowwiseIntervention (one edit per input row) is sliced to the batch,
+    any other intervention (or None) applies to every row and is returned unchanged.
+    """
+    if not isinstance(intervention, RowwiseIntervention):
+        return intervention
+    if len(intervention) != n_rows:
+        raise ValueError(f"RowwiseIntervention has {len(intervention)} rows but the call has {n_rows} inputs; give "
+                         "one row per input (RowwiseIntervention.repeat(conditions, n) for n inputs per condition)")
+    return intervention[rows.start: rows.stop]
 
 
 class _RowEdit:

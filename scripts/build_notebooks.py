@@ -38,6 +38,7 @@ figures_dir = "figures"
 executor = "local"              # "local" or "ray": generation units run on a Ray cluster (esnlib.grid)
 ray_address = None              # an existing Ray cluster ("ray://head:10001" or "auto"); None: start a local one
 num_workers = None              # Ray actors (None: one per GPU, else one per CPU)
+rowwise = True                  # a sweep's conditions share generate calls (one edit per batch row); False: one call each
 '''
 
 SETUP = '''\
@@ -62,7 +63,7 @@ world = X.load_world(model=model, corpus_root=corpus_root, judges=judges, natura
                      results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
                      batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
                      naturalness_per_shard=S["naturalness_per_shard"], n_utts=corpus_n_utts or S["corpus_n_utts"],
-                     executor=executor, ray_address=ray_address, num_workers=num_workers)
+                     executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise)
 J = list(world.judges)
 N_LM = sum(s.width for s in world.sites("lm"))
 
@@ -176,9 +177,10 @@ register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
                          f"{ms.n_success}. Mask sizes: " + "; ".join(f"{s}: {m.sizes()}" for s, m in masksets.items())))
     """),
     ("code", """
-        rows, summ, heat = {}, [], {}
-        for s, m in masksets.items():
-            rows[s] = X.evaluate_masks(world, m, kind="steer", alpha=alpha, split="TEST-SEEN", n=n_eval)
+        # every selector's e_mask masks in one pass: the conditions share generate calls (row-wise edits)
+        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in masksets.values()], "TEST-SEEN", n=n_eval)
+        rows, summ, heat = dict(zip(masksets, frames)), [], {}
+        for s in masksets:
             summ.append(X.summarize(rows[s], base, selector=s))
             heat[s] = X.effect_tables(rows[s], base)[J[0]]
         t3 = table(pd.concat(summ, ignore_index=True), "table3")
@@ -214,10 +216,10 @@ register("03_rate_sweep", "03 · Selection rate r (Figure 4)", """
         base = X.baseline(world, "TEST-SEEN", n=n_eval)
         paper_rates = S["paper_rates"]
         rates = [x * r / X.PAPER_RATE for x in paper_rates]
+        ms = [X.identify(world, selector, rate=rr, cap=c, seed=seed, n=n_id, max_wer=max_wer) for rr in rates]
+        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in ms], n=n_eval)  # one pass, all r
         heat, summ = {}, []
-        for paper_r, rr in zip(paper_rates, rates):
-            m = X.identify(world, selector, rate=rr, cap=c, seed=seed, n=n_id, max_wer=max_wer)
-            rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, n=n_eval)
+        for paper_r, rr, rows in zip(paper_rates, rates, frames):
             label = f"r={rr:.2%} (paper {paper_r:.1%}), {int(np.floor(rr * N_LM))} neurons"
             heat[label] = X.effect_tables(rows, base)[J[0]]
             summ.append(X.summarize(rows, base, rate=rr, paper_rate=paper_r))
@@ -243,10 +245,10 @@ register("04_cap_sweep", "04 · Success-set size c (Figure 5)", """
 """, [
     ("code", """
         base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        ms = [X.identify(world, selector, rate=r, cap=cc, seed=seed, n=n_id, max_wer=max_wer) for cc in S["caps"]]
+        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in ms], n=n_eval)  # one pass, all c
         heat, summ, sizes = {}, [], []
-        for cc in S["caps"]:
-            m = X.identify(world, selector, rate=r, cap=cc, seed=seed, n=n_id, max_wer=max_wer)
-            rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, n=n_eval)
+        for cc, m, rows in zip(S["caps"], ms, frames):
             heat[f"c={cc}"] = X.effect_tables(rows, base)[J[0]]
             summ.append(X.summarize(rows, base, cap=cc))
             sizes.append({"c": cc, **{f"|S_{e}|": v for e, v in m.n_success.items()}})
@@ -274,9 +276,12 @@ register("05_intervention", "05 · Intervention design (Figure 6, Table 4, Figur
     ("code", """
         base = X.baseline(world, "TEST-SEEN", n=n_eval)
         m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
+        # the kinds and the α sweep below are one pass: their conditions share generate calls (row-wise edits)
+        kind_settings = [(m, k, a) for k, a in X.KIND_ALPHAS.items()]
+        alpha_settings = [(m, "steer", a) for a in S["alphas"]]
+        frames = X.evaluate_settings(world, kind_settings + alpha_settings, n=n_eval)
         heat, summ = {}, []
-        for k, a in X.KIND_ALPHAS.items():
-            rows = X.evaluate_masks(world, m, kind=k, alpha=a, n=n_eval)
+        for (_, k, a), rows in zip(kind_settings, frames):
             heat[k if k == "deactivate" else f"{k} α={a}"] = X.effect_tables(rows, base)[J[0]]
             summ.append(X.summarize(rows, base, kind=k, alpha=a))
         kinds = table(pd.concat(summ, ignore_index=True), "kinds")
@@ -285,8 +290,7 @@ register("05_intervention", "05 · Intervention design (Figure 6, Table 4, Figur
     """),
     ("code", """
         heat, summ, keep = {}, [], {}
-        for a in S["alphas"]:
-            rows = X.evaluate_masks(world, m, kind="steer", alpha=a, n=n_eval)
+        for (_, _, a), rows in zip(alpha_settings, frames[len(kind_settings):]):
             heat[f"α={a}"] = X.effect_tables(rows, base)[J[0]]
             summ.append(X.summarize(rows, base, alpha=a))
             keep[a] = rows
@@ -324,10 +328,11 @@ register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", "
     """),
     ("code", """
         base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        mts = [X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, scope="talker", max_wer=max_wer)
+               for s in S["talker_selectors"]]
         summ = []
-        for s in S["talker_selectors"]:
-            mt = X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, scope="talker", max_wer=max_wer)
-            rows = X.evaluate_masks(world, mt, kind="steer", alpha=alpha, n=n_eval)
+        for s, rows in zip(S["talker_selectors"], X.evaluate_settings(world, [(mt, "steer", alpha) for mt in mts],
+                                                                        n=n_eval)):
             summ.append(X.summarize(rows, base, selector=s, side="talker"))
         t6 = table(pd.concat(summ, ignore_index=True), "table6")
         save(plots.selector_summary(t6, title="Steering ESNs of the talker"), "talker_summary")
@@ -380,11 +385,11 @@ register("07_generalization", "07 · Generalization (Figure 10, mask transfer)",
                                    results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
                                    batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
                                    naturalness_per_shard=S["naturalness_per_shard"],
-                                   n_utts=S["second_corpus_n_utts"], corpus_seed=seed + 1, adapter=world.adapter)
+                                   n_utts=S["second_corpus_n_utts"], corpus_seed=seed + 1, adapter=world.adapter,
+                                   rowwise=rowwise)
             base_b = X.baseline(world_b, "TEST-SEEN", n=n_eval)
             m_b = X.identify(world_b, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
-            rows_ab = X.evaluate_masks(world_b, m, kind="steer", alpha=alpha, n=n_eval)
-            rows_bb = X.evaluate_masks(world_b, m_b, kind="steer", alpha=alpha, n=n_eval)
+            rows_ab, rows_bb = X.evaluate_settings(world_b, [(m, "steer", alpha), (m_b, "steer", alpha)], n=n_eval)
             tr = table(pd.concat([X.summarize(rows_ab, base_b, masks_from="A (transfer)"),
                                   X.summarize(rows_bb, base_b, masks_from="B (in-corpus)")], ignore_index=True),
                        "transfer")

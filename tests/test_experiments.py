@@ -175,7 +175,7 @@ class CountingAdapter:
     """Wraps the real DemoAdapter and counts generated samples (to check caching and resuming)."""
 
     def __init__(self, inner):
-        self.inner, self.evc_samples, self.ser_samples = inner, 0, 0
+        self.inner, self.evc_samples, self.ser_samples, self.evc_calls = inner, 0, 0, 0
         self.name, self.labels, self.has_talker = inner.name, inner.labels, inner.has_talker
 
     def sites(self, scope="lm"):
@@ -186,6 +186,7 @@ class CountingAdapter:
 
     def evc(self, utts, targets, **kw):
         self.evc_samples += len(utts)
+        self.evc_calls += 1
         return self.inner.evc(utts, targets, **kw)
 
     def ser(self, utts, **kw):
@@ -279,6 +280,58 @@ def test_random_masks_generated_once(world):
     rows = X.evaluate_masks(world, m, kind="deactivate", alpha=0.0, n=2)
     assert world.adapter.evc_samples - before == 2 * 4  # one mask shared by the four e_mask labels
     assert len(rows) == 2 * 4 * 4
+
+
+def test_rowwise_sweep_equals_one_call_per_condition(world, tmp_path):
+    """A sweep whose conditions share generate calls (one RowwiseIntervention edit per row, batches cut across
+    conditions) stores the same units with the same rows as one call per condition, in fewer calls."""
+    import dataclasses
+
+    from esnlib.store import ResultStore
+
+    human = _human(world, 4)
+    cas = X.identify(world, "CAS", rate=0.05, cap=3, n=4, human=human, max_wer=100.0)
+    rnd = X.identify(world, "random", rate=0.05, cap=3, n=4, human=human, max_wer=100.0)
+    n_t = sum(s.width for s in world.sites("talker"))
+    talker = X.MaskSet(masks={"angry": np.arange(0, n_t, 2), "sad": np.arange(1, n_t, 2)}, selector="half",
+                       rate=0.5, cap=None, filter_judge="none", scope="talker")
+    settings = [(cas, "steer", 2.0), (cas, "deactivate", 0.0), (rnd, "add", 3.0), (talker, "clamp", 20.0),
+                (talker, "steer", 4.0)]
+    got = {}
+    for rowwise in (True, False):
+        w = dataclasses.replace(world, store=ResultStore(tmp_path / f"rowwise-{rowwise}"), rowwise=rowwise,
+                                batch_size=5)
+        calls, samples = world.adapter.evc_calls, world.adapter.evc_samples
+        frames = X.evaluate_settings(w, settings, n=3)  # one shard of 3 utterances x 4 targets
+        got[rowwise] = (frames, world.adapter.evc_calls - calls, world.adapter.evc_samples - samples,
+                        sorted(p.name for p in (w.store.root / "evc").glob("*.parquet")))
+    # 2 x 4 CAS masks + 1 random mask (shared by its 4 e_mask labels) on the LM side, 2 x 2 talker masks
+    assert got[True][2] == got[False][2] == (8 + 1 + 4) * 12
+    assert (got[True][1], got[False][1]) == (2, 13)  # one call per scope against one per distinct condition
+    assert got[True][3] == got[False][3] and len(got[True][3]) == 3 * 4 + 2 * 2  # the same units (keys)
+    for a, b in zip(got[True][0], got[False][0]):
+        assert (a["audio_path"] != "").equals(b["audio_path"] != "")
+        pd.testing.assert_frame_equal(a.drop(columns="audio_path"), b.drop(columns="audio_path"))
+    # the conditions really differ, so a row given another row's edit would show
+    tok = [f.groupby("mask_emotion")["speech_tokens"].apply(tuple) for f in got[True][0][3:]]
+    assert tok[0]["angry"] != tok[0]["sad"] and tok[0]["angry"] != tok[1]["angry"]
+
+
+def test_rowwise_ser_effects_equal_one_call_per_mask(world, tmp_path):
+    import dataclasses
+
+    from esnlib.store import ResultStore
+
+    n_lm = sum(s.width for s in world.sites("lm"))
+    ms = X.MaskSet(masks={e: np.arange(k, n_lm, 3) for k, e in enumerate(("angry", "sad", "happy"))},
+                   selector="thirds", rate=0.33, cap=None, filter_judge="none", scope="lm")
+    got = {}
+    for rowwise in (True, False):
+        w = dataclasses.replace(world, store=ResultStore(tmp_path / f"ser-{rowwise}"), rowwise=rowwise, batch_size=4)
+        got[rowwise] = X.ser_effects(w, ms, kind="clamp", alpha=20.0, n=10)
+    pd.testing.assert_frame_equal(got[True], got[False])
+    preds = got[True].groupby("mask_emotion")["pred"].apply(tuple)
+    assert len(set(preds)) > 1  # the masks act differently, so misaligned rows would show
 
 
 def test_intervention_reaches_the_model(world):

@@ -234,13 +234,16 @@ def test_notebook_steps_on_ray_match_local(ray_cluster, tmp_path, tmp_path_facto
     if not (root / "demo_corpus.json").exists():
         build_demo_corpus(root, n_utts=7, seed=0, workers=2, progress=False)
     kw = dict(corpus_root=root, judges="prosody", naturalness=None, shard_size=4, progress=False)
-    local = X.load_world(results_dir=tmp_path / "local", **kw)
-    remote = X.load_world(results_dir=tmp_path / "ray", executor="ray", num_workers=2, **kw)
+    local = X.load_world(results_dir=tmp_path / "local", rowwise=False, **kw)  # one generate per condition
+    remote = X.load_world(results_dir=tmp_path / "ray", executor="ray", num_workers=2, **kw)  # row-wise groups
     iv = Intervention(np.arange(0, 64, 3), kind="steer", alpha=2.0)
+    sweep = [({"split": "TEST-SEEN", "mask_emotion": e}, Intervention(np.arange(k, 1024, 9), kind=kind, alpha=a))
+             for e, k, kind, a in (("angry", 0, "steer", 3.0), ("sad", 4, "deactivate", 0.0), ("happy", 2, "add", 2.0))]
     drop = ["audio_path"]
     for w in (local, remote):
         w.tables = [X.baseline(w, "TEST-SEEN", n=8),
-                    X.run_evc(w, w.split("TEST-SEEN", 8), condition={"split": "TEST-SEEN"}, intervention=iv)]
+                    X.run_evc(w, w.split("TEST-SEEN", 8), condition={"split": "TEST-SEEN"}, intervention=iv),
+                    *X.run_evc_conditions(w, w.split("TEST-SEEN", 8), sweep)]
     for a, b in zip(local.tables, remote.tables):
         key = ["sample_id"]
         pd.testing.assert_frame_equal(a.drop(columns=drop).sort_values(key).reset_index(drop=True),

@@ -1,8 +1,9 @@
 """DNSMOS (Reddy et al. 2022, P.835) as the demo world's naturalness judge, via the ONNX models bundled in `speechmos`.
 
 The paper uses UTMOS; DNSMOS is the offline stand-in. We report the P.835 **OVRL** score (overall quality, 1-5) of
-the non-personalized model. Clips are resampled to 16 kHz and clipped to [-1, 1]; DNSMOS scores 9 s windows and
-repeats shorter clips to fill one window, so a 2-3 s clip costs one window.
+the non-personalized model. Clips are resampled to 16 kHz and clipped to [-1, 1]. DNSMOS doubles a short clip until
+it is at least 9.01 s long and averages 9.01 s windows at 1 s hops, so a 3 s clip (doubled to 12 s) costs 3 windows
+and a 4.5 s clip (18 s) costs 9; on the demo's 2-5 s clips that is about 7 windows, 1.5-2.5 s of CPU per clip.
 """
 from __future__ import annotations
 

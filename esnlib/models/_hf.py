@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import load_wav
 from ..corpora.base import Utterance
+from ..intervention import batch_rows
 
 SER_LETTERS = "ABCDEFGHIJ"
 
@@ -229,7 +230,8 @@ class ChatSerAdapter:
         gens, parts = [], []
         for idx in tqdm(list(batches(len(utts), batch_size)), desc=f"{self.name} SER", leave=False):
             inputs = self.build_inputs(load_audios([utts[i] for i in idx]))
-            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture, intervention=intervention,
+            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture,
+                                      intervention=batch_rows(intervention, idx, len(utts)),
                                       max_new_tokens=self.max_new_tokens, do_sample=False)
             seq = getattr(out, "sequences", out)
             texts = self.processor.tokenizer.batch_decode(seq[:, inputs["input_ids"].shape[1]:],

@@ -26,6 +26,7 @@ from torch import nn
 from .. import tts
 from ..corpora.base import Utterance
 from ..corpora.sentences import CORPUS_VOICES, VOCAB
+from ..intervention import batch_rows
 from .base import Generation, ModelAdapter
 
 EMOTIONS = ("neutral", "angry", "happy", "sad", "surprise")
@@ -608,7 +609,8 @@ class DemoAdapter(ModelAdapter):
         for i in self._batches(len(utts), batch_size, "demo EVC"):
             bu, bt = utts[i: i + batch_size], targets[i: i + batch_size]
             inputs = self.model.prepare_inputs([self._feats(u) for u in bu], "evc", bt, [u.text for u in bu])
-            out, stats = self._run(inputs, capture, intervention, scope, max_new_tokens=12, return_audio=True)
+            iv = batch_rows(intervention, range(i, i + len(bu)), len(utts))
+            out, stats = self._run(inputs, capture, iv, scope, max_new_tokens=12, return_audio=True)
             parts.append(stats)
             for u, t, seq, sp in zip(bu, bt, out.sequences, out.speech_tokens):
                 text, bins = tk.decode(seq.tolist()), sp.tolist()
@@ -629,7 +631,8 @@ class DemoAdapter(ModelAdapter):
         for i in self._batches(len(utts), batch_size, "demo SER"):
             bu = utts[i: i + batch_size]
             inputs = self.model.prepare_inputs([self._feats(u) for u in bu], "ser")
-            out, stats = self._run(inputs, capture, intervention, scope, max_new_tokens=2, return_audio=False)
+            iv = batch_rows(intervention, range(i, i + len(bu)), len(utts))
+            out, stats = self._run(inputs, capture, iv, scope, max_new_tokens=2, return_audio=False)
             parts.append(stats)
             for seq in out.sequences:
                 ids = seq.tolist()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..corpora.base import Utterance
+from ..intervention import batch_rows
 from ._hf import check_targets, concat_stats, require, run_generate, ser_prompt, split_sites
 from .base import Generation, ModelAdapter
 from .qwen_omni import EMOTION_WORDS, EVC_SYSTEM_PROMPT, evc_instruction
@@ -94,7 +95,8 @@ class KimiAudioAdapter(ModelAdapter):
         for i in tqdm(range(len(utts)), desc=f"{self.name} EVC", leave=False):  # kimia_infer generates one at a time
             inputs = {"chats": evc_chats(utts[i].path, targets[i]), "output_type": "both"}
             (wav, text), stats = run_generate(self.model, inputs, sites=sites, capture=capture,
-                                              intervention=intervention, fn=self._call)
+                                              intervention=batch_rows(intervention, range(i, i + 1), len(utts)),
+                                              fn=self._call)
             audio = None if wav is None else resample(wav.detach().float().cpu().numpy().reshape(-1),
                                                      OUTPUT_SAMPLE_RATE, 16000)
             gens.append(Generation(text=str(text).strip(), audio=audio,
@@ -111,7 +113,8 @@ class KimiAudioAdapter(ModelAdapter):
         for i in range(len(utts)):
             inputs = {"chats": ser_chats(utts[i].path, self.labels), "output_type": "text"}
             (_, text), stats = run_generate(self.model, inputs, sites=sites, capture=capture,
-                                            intervention=intervention, fn=self._call)
+                                            intervention=batch_rows(intervention, range(i, i + 1), len(utts)),
+                                              fn=self._call)
             text = str(text).strip()
             gens.append(Generation(text=text, label=parse_emotion_answer(text, self.labels),
                                    extra={"utt_id": utts[i].id}))

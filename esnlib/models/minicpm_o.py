@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..corpora.base import Utterance
+from ..intervention import batch_rows
 from ._hf import check_targets, concat_stats, load_audios, require, resolve_device, resolve_dtype, run_generate, \
     ser_prompt, split_sites
 from .base import Generation, ModelAdapter
@@ -100,7 +101,8 @@ class MiniCPMOAdapter(ModelAdapter):
         for i in tqdm(range(len(utts)), desc=f"{self.name} EVC", leave=False):
             audio = load_audios([utts[i]])[0]
             out, stats = run_generate(self.model, {"msgs": evc_msgs(audio, targets[i]), "generate_audio": True},
-                                      sites=sites, capture=capture, intervention=intervention, fn=self._chat)
+                                      sites=sites, capture=capture, intervention=batch_rows(intervention, range(i, i + 1), len(utts)),
+                                      fn=self._chat)
             text, wav = out if isinstance(out, tuple) else (out, None)
             wav16 = None if wav is None else resample(np.asarray(wav, np.float32).reshape(-1), OUTPUT_SAMPLE_RATE,
                                                       16000)
@@ -115,10 +117,11 @@ class MiniCPMOAdapter(ModelAdapter):
 
         sites = self.sites(scope) if (capture or intervention is not None) else None
         gens, parts = [], []
-        for u in utts:
+        for i, u in enumerate(utts):
             audio = load_audios([u])[0]
             out, stats = run_generate(self.model, {"msgs": ser_msgs(audio, self.labels), "generate_audio": False},
-                                      sites=sites, capture=capture, intervention=intervention, fn=self._chat)
+                                      sites=sites, capture=capture, intervention=batch_rows(intervention, range(i, i + 1), len(utts)),
+                                      fn=self._chat)
             text = str(out[0] if isinstance(out, tuple) else out).strip()
             gens.append(Generation(text=text, label=parse_emotion_answer(text, self.labels), extra={"utt_id": u.id}))
             parts.append(stats)

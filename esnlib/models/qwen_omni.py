@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..corpora.base import Utterance
+from ..intervention import batch_rows
 from ._hf import (batches, check_targets, concat_stats, from_pretrained, load_audios, require, resolve_device,
                   resolve_dtype, run_generate, ser_prompt)
 from .base import Generation, ModelAdapter
@@ -185,7 +186,8 @@ class QwenOmniAdapter(ModelAdapter):
             kw = dict(speaker=self.speaker, thinker_max_new_tokens=self.max_new_tokens, thinker_do_sample=False,
                       talker_max_new_tokens=self.talker_max_new_tokens, talker_do_sample=self.talker_do_sample,
                       **{f"token2wav_{k}": v for k, v in self.token2wav_kwargs.items()})
-            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture, intervention=intervention, **kw)
+            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture,
+                                      intervention=batch_rows(intervention, idx, len(utts)), **kw)
             seq, wavs = out
             if not isinstance(wavs, (list, tuple)):
                 wavs = [wavs]
@@ -211,8 +213,8 @@ class QwenOmniAdapter(ModelAdapter):
         gens, parts = [], []
         for idx in tqdm(list(batches(len(utts), batch_size)), desc=f"{self.name} SER", leave=False):
             inputs = self.build_inputs(load_audios([utts[i] for i in idx]), [prompt] * len(idx), QWEN_OMNI_PERSONA)
-            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture, intervention=intervention,
-                                      generation_mode="text", thinker_max_new_tokens=self.max_new_tokens,
+            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture,
+                                      intervention=batch_rows(intervention, idx, len(utts)), generation_mode="text", thinker_max_new_tokens=self.max_new_tokens,
                                       thinker_do_sample=False)
             seq = getattr(out, "sequences", out)
             for j, text in enumerate(self._decode(seq, inputs["input_ids"].shape[1])):
