@@ -147,6 +147,7 @@ def effect_heatmaps(
         ax.set_title(str(name))
         ax.set_xlabel("e_tgt")
         ax.set_ylabel("e_mask")
+        ax.tick_params(axis="y", labelrotation=0)  # emotion names side by side would overlap when vertical
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     if title:
