@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import EMOTIONS, TARGET_EMOTIONS
 from .corpora.base import CorpusError, Utterance
+from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
 
 #: the paper's identification defaults (EVC paper, section 5.2): c = 50, r = 0.5 %, steering with α = 1.0
 PAPER_RATE = 0.005
@@ -1113,48 +1113,6 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
 
 
 # ------------------------------------------------------------------------------------ selector validity (notebook 09)
-def selector_scores(P: np.ndarray, method: str, rate: float = DEMO_RATE, seed: int = 0,
-                    lape_percentile: float = 95.0) -> np.ndarray:
-    """Per-emotion ranking scores (E, N) of a selector; the top floor(rN) of row e is ``select(...)[e]``.
-
-    Mirrors section 3.3.2 (LAP: P; MAD: |P - mean|; CAS: the top1-top2 margin for the neuron's top emotion, -inf
-    otherwise; LAPE: P inside the low-entropy pool, -inf outside; random: a seeded random score). Notebook 09 needs
-    the full ranking, ``select`` only returns the masks; tests check the two agree.
-    """
-    from .selection import _entropy
-
-    P = np.asarray(P, dtype=np.float64)
-    E, N = P.shape
-    m = method.upper() if method.lower() != "random" else "random"
-    if m == "LAP":
-        return P.copy()
-    if m == "MAD":
-        return np.abs(P - P.mean(axis=0, keepdims=True))
-    if m == "CAS":
-        order = np.argsort(-P, axis=0, kind="stable")
-        top_e, cols = order[0], np.arange(N)
-        margin = P[top_e, cols] - P[order[1], cols]
-        return np.stack([np.where((top_e == e) & (margin > 0), margin, -np.inf) for e in range(E)])
-    if m == "LAPE":
-        H = _entropy(P)
-        kept = (P > np.percentile(P, lape_percentile)).any(axis=0) & np.isfinite(H)
-        n_cand = int(math.floor(round(min(1.0, 5 * rate) * N, 9)))
-        finite = np.nonzero(np.where(kept, True, False))[0]
-        order = finite[np.argsort(H[finite], kind="stable")][:n_cand]
-        out = np.full((E, N), -np.inf)
-        out[:, order] = P[:, order]
-        return out
-    if m == "random":
-        from .selection import n_selected
-
-        rng = np.random.default_rng(seed)
-        idx = rng.choice(N, size=n_selected(rate, N), replace=False)
-        s = np.full(N, -np.inf)
-        s[idx] = 1.0
-        return np.tile(s, (E, 1))
-    raise ValueError(f"unknown selector {method!r}; expected one of {SELECTORS}")
-
-
 def emotion_score(prosody: Mapping[str, float], emotion: str) -> float:
     """How far a rendered prosody lies along the neutral -> ``emotion`` profile direction (0 = neutral, 1 = the
     full profile), fields standardized by the corpus jitter. A continuous stand-in for "probability of the target

@@ -19,6 +19,7 @@ TAU_WER = 0.15
 
 __all__ = [
     "METHODS",
+    "selector_scores",
     "TAU_WER",
     "success_sets",
     "is_success",
@@ -223,6 +224,14 @@ def select(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 
 
     Ties in any ranking go to the lower flat index (stable sort by score, descending).
     """
+    scores = selector_scores(P, method, rate, seed, lape_percentile)
+    n_sel = n_selected(rate, scores.shape[1])
+    return [_top(row, n_sel) for row in scores]
+
+
+def selector_scores(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 95.0) -> np.ndarray:
+    """The ranking behind :func:`select`: scores (E, N), -inf where a neuron may not be chosen for that emotion;
+    ``select(...)[e]`` is the top floor(rN) of row e (ties to the lower index). Notebook 09 needs the full ranking."""
     P = np.asarray(P, dtype=np.float64)
     key = {m.lower(): m for m in METHODS}.get(str(method).lower())
     if key is None:
@@ -248,35 +257,28 @@ def select(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 
         )
 
     if key == "LAP":
-        return [_top(P[e], n_sel) for e in range(E)]
+        return P.copy()
     if key == "MAD":
-        dev = np.abs(P - P.mean(axis=0, keepdims=True))
-        return [_top(dev[e], n_sel) for e in range(E)]
+        return np.abs(P - P.mean(axis=0, keepdims=True))
     if key == "CAS":
         order = np.argsort(-P, axis=0, kind="stable")
         top_e = order[0]
         cols = np.arange(N)
         margin = P[top_e, cols] - P[order[1], cols]
-        masks = []
-        for e in range(E):
-            score = np.where((top_e == e) & (margin > 0), margin, -np.inf)
-            masks.append(_top(score, n_sel))
-        return masks
+        return np.stack([np.where((top_e == e) & (margin > 0), margin, -np.inf) for e in range(E)])
     if key == "LAPE":
         H = _entropy(P)
         tau_p = np.percentile(P, lape_percentile)
         kept = (P > tau_p).any(axis=0) & np.isfinite(H)
         n_cand = int(math.floor(round(min(1.0, 5 * rate) * N, 9)))
         pool = _top(np.where(kept, -H, -np.inf), n_cand)
-        masks = []
-        for e in range(E):
-            score = np.full(N, -np.inf)
-            score[pool] = P[e, pool]
-            masks.append(_top(score, n_sel))
-        return masks
+        out = np.full((E, N), -np.inf)
+        out[:, pool] = P[:, pool]
+        return out
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(N, size=n_sel, replace=False)).astype(np.int64)
-    return [idx.copy() for _ in range(E)]
+    out = np.full((E, N), -np.inf)
+    out[:, rng.choice(N, size=n_sel, replace=False)] = 1.0  # the same indices for every emotion
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
