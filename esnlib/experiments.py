@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import EMOTIONS, TARGET_EMOTIONS
 from .corpora.base import CorpusError, Utterance
+from .intervention import per_condition
 from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
 
 #: the paper's identification defaults (EVC paper, section 5.2): c = 50, r = 0.5 %, steering with α = 1.0
@@ -430,20 +431,15 @@ def run_evc_conditions(
     specs = [_evc_condition(world, targets, c, iv, scope) for c, iv in conditions]
     ivs = [iv for _, iv in conditions]
     stats = world.stats("evc", scope) if capture else None
-    shards = _chunks(list(utts), world.shard_size)
+    shards = [(sh, fingerprint([u.id for u in sh])) for sh in _chunks(list(utts), world.shard_size)]
     if world.executor == "ray" and not capture:
         # the grid computes the missing units (one actor per GPU/worker); the loop below then only reads them
         _evc_on_grid(world, shards, targets, specs, ivs, scope, table)
     frames: list[list[pd.DataFrame]] = [[] for _ in specs]
-    for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
-        shard_fp = fingerprint([u.id for u in shard])
+    for shard, shard_fp in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
         sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
         need_stats = capture and bool(_stats_missing(stats, sample_ids))
-        todo: dict[str, list[int]] = {}  # generation key -> conditions it serves, first one is generated
-        for k, (cond0, gen0) in enumerate(specs):
-            cond = {**cond0, "shard": shard_fp}
-            if need_stats or not (world.store.has(table, cond) or _reuse_generation(world, table, gen0, shard_fp, cond)):
-                todo.setdefault(_generation_key(gen0, shard_fp), []).append(k)
+        todo = _missing_generations(world, table, specs, shard_fp, regenerate=need_stats)
         if todo:
             firsts = [ks[0] for ks in todo.values()]
             new = _evc_shard_frames(world, shard, targets, [{**specs[k][0], "shard": shard_fp} for k in firsts],
@@ -476,6 +472,19 @@ def _intervention_fields(iv) -> dict:
                 "kind": "composite", "alpha": 0.0, "positions": "composite"}
     raise TypeError(f"a condition's intervention must be None, an esnlib.Intervention or a list of them, got "
                     f"{type(iv).__name__} (the row-wise batching of conditions is built here, from the conditions)")
+
+
+def _missing_generations(world: World, table: str, specs, shard_fp: str, regenerate: bool = False
+                         ) -> dict[str, list[int]]:
+    """The conditions of one shard that need generating, by generation key: key -> indices into ``specs`` (the first
+    is generated, the others get copies). A condition already stored, or one whose generations another stored unit
+    holds (then copied now), needs nothing; ``regenerate`` (statistics missing) makes every condition needed."""
+    todo: dict[str, list[int]] = {}
+    for k, (cond0, gen0) in enumerate(specs):
+        cond = {**cond0, "shard": shard_fp}
+        if regenerate or not (world.store.has(table, cond) or _reuse_generation(world, table, gen0, shard_fp, cond)):
+            todo.setdefault(_generation_key(gen0, shard_fp), []).append(k)
+    return todo
 
 
 def _evc_condition(world: World, targets: Sequence[str], condition, intervention, scope: str) -> tuple[dict, dict]:
@@ -534,26 +543,20 @@ def _evc_shard_frames(world: World, shard: Sequence[Utterance], targets: Sequenc
     StatsStore to append the samples' activation statistics to (capture, one condition only), or None. Used
     in-process and by Ray workers (:func:`_evc_group_work`), so both executors give identical rows.
     """
-    from .intervention import RowwiseIntervention
-
     capture = stats is not None
     if sample_ids is None:
         sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
     src = [u for u in shard for _ in targets]
     tgt = [t for _ in shard for t in targets]
-    K, n = len(interventions), len(src)
     if capture:
         gens, st = world.adapter.evc(src, tgt, capture=True, intervention=interventions[0], scope=scope,
                                      batch_size=world.batch_size)
         _append_missing_stats(stats, st, sample_ids)
         per_cond = [gens]
-    elif K > 1 and world.rowwise:
-        rw = RowwiseIntervention.repeat(list(interventions), n)
-        gens = world.adapter.evc(src * K, tgt * K, intervention=rw, scope=scope, batch_size=world.batch_size)
-        per_cond = [gens[k * n:(k + 1) * n] for k in range(K)]
     else:
-        per_cond = [world.adapter.evc(src, tgt, intervention=iv, scope=scope, batch_size=world.batch_size)
-                    for iv in interventions]
+        per_cond = per_condition(lambda k, iv: world.adapter.evc(
+            src * k, tgt * k, intervention=iv, scope=scope, batch_size=world.batch_size), len(src), interventions,
+            world.rowwise)
     return [_evc_rows(world, src, tgt, sample_ids, cond, gens) for cond, gens in zip(conds, per_cond)]
 
 
@@ -596,17 +599,13 @@ def _evc_on_grid(world: World, shards, targets, specs, ivs, scope: str, table: s
     from .grid import Unit, UnitGroup, run_grid
 
     groups, first_of = [], []
-    for sh in shards:
-        shard_fp = fingerprint([u.id for u in sh])
-        todo, seen = [], set()
-        for (cond0, gen0), iv in zip(specs, ivs):
+    for sh, shard_fp in shards:
+        todo = []
+        for ks in _missing_generations(world, table, specs, shard_fp).values():
+            cond0, gen0 = specs[ks[0]]
             cond = {**cond0, "shard": shard_fp}
-            gk = _generation_key(gen0, shard_fp)
-            if world.store.has(table, cond) or gk in seen or _alias_path(world, table, gen0, shard_fp).exists():
-                continue  # stored, or a copy of another unit's generations (the driver's loop stores it)
-            seen.add(gk)
-            todo.append(Unit(table, cond, payload={"utts": list(sh), "intervention": iv}))
-            first_of.append((gen0, shard_fp, cond))
+            todo.append(Unit(table, cond, payload={"utts": list(sh), "intervention": ivs[ks[0]]}))
+            first_of.append((gen0, shard_fp, cond))  # the copies for ks[1:] are made by the driver's loop
         if todo:
             groups += [UnitGroup(todo)] if world.rowwise else [UnitGroup([u]) for u in todo]
     if not groups:
@@ -956,8 +955,6 @@ def run_ser_conditions(world: World, utts: Sequence[Utterance], conditions: Sequ
                        desc: str = "SER") -> list[pd.DataFrame]:
     """SER of the same utterances under several ``(condition fields, intervention)``: one :func:`run_ser` frame per
     condition; a shard's missing conditions share ``generate`` calls (row-wise edits) when ``world.rowwise``."""
-    from .intervention import RowwiseIntervention
-
     if not conditions:
         raise ValueError("run_ser_conditions needs at least one (condition, intervention) pair")
     if capture and len(conditions) != 1:
@@ -976,20 +973,15 @@ def run_ser_conditions(world: World, utts: Sequence[Utterance], conditions: Sequ
         conds = [{**c0, "shard": fingerprint(ids)} for c0 in conds0]
         need_stats = capture and bool(_stats_missing(stats, ids))
         todo = [k for k, c in enumerate(conds) if need_stats or not world.store.has(table, c)]
-        n = len(shard)
         if capture and todo:
             gens, st = world.adapter.ser(list(shard), capture=True, intervention=ivs[0], scope=scope,
                                          batch_size=world.batch_size)
             _append_missing_stats(stats, st, ids)
             per_cond = [gens]
-        elif len(todo) > 1 and world.rowwise:
-            rw = RowwiseIntervention.repeat([ivs[k] for k in todo], n)
-            gens = world.adapter.ser(list(shard) * len(todo), intervention=rw, scope=scope,
-                                     batch_size=world.batch_size)
-            per_cond = [gens[j * n:(j + 1) * n] for j in range(len(todo))]
         else:
-            per_cond = [world.adapter.ser(list(shard), intervention=ivs[k], scope=scope, batch_size=world.batch_size)
-                        for k in todo]
+            per_cond = per_condition(lambda k, iv: world.adapter.ser(
+                list(shard) * k, intervention=iv, scope=scope, batch_size=world.batch_size), len(shard),
+                [ivs[k] for k in todo], world.rowwise)
         for k, gens in zip(todo, per_cond):
             rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
                      "pred": g.label, "correct": bool(g.label == u.emotion)} for u, g in zip(shard, gens)]

@@ -690,14 +690,13 @@ def demo_units(utts: Sequence, conditions: Mapping[str, Any], shard_size: int, t
 def demo_rowwise_work(ctx, group: UnitGroup) -> list:
     """The members of ``group`` (one per condition, same shard) in ONE generate call: the shard's rows repeated once
     per condition, each copy with its own edit (RowwiseIntervention). Returns one frame per member, in order."""
-    from .intervention import RowwiseIntervention
+    from .intervention import per_condition
 
     src, tgt = _demo_pairs(group.payload)
     ivs = [u.payload.get("intervention") for u in group.units]
-    rw = RowwiseIntervention.repeat(ivs, len(src))
-    gens = ctx.evc(src * len(ivs), tgt * len(ivs), intervention=rw, batch_size=len(rw))
-    n = len(src)
-    return [_demo_rows(src, tgt, gens[k * n:(k + 1) * n]) for k in range(len(ivs))]
+    gens = per_condition(lambda k, iv: ctx.evc(src * k, tgt * k, intervention=iv, batch_size=k * len(src)),
+                         len(src), ivs)
+    return [_demo_rows(src, tgt, g) for g in gens]
 
 
 def demo_rowwise_groups(units: Sequence[Unit]) -> list[UnitGroup]:

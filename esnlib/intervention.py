@@ -18,7 +18,7 @@ import torch
 from .capture import run_traced
 from .sites import Site, find_sites, n_neurons, split_by_site, unwrap
 
-__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "batch_rows", "generate"]
+__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "batch_rows", "per_condition", "generate"]
 
 KINDS = ("steer", "add", "clamp", "deactivate")
 POSITIONS = ("all", "generated")
@@ -152,6 +152,17 @@ def batch_rows(intervention, rows, n_rows: int):
         raise ValueError(f"RowwiseIntervention has {len(intervention)} rows but the call has {n_rows} inputs; give "
                          "one row per input (RowwiseIntervention.repeat(conditions, n) for n inputs per condition)")
     return intervention[rows.start: rows.stop]
+
+
+def per_condition(run: Callable, n: int, conditions: Sequence, rowwise: bool = True) -> list[list]:
+    """The outputs of ``n`` inputs under each condition (None, an Intervention or a list of them): one list per
+    condition, in order. ``run(k, intervention)`` must return the outputs of the inputs repeated ``k`` times
+    (condition-major). ``rowwise``: every condition in one call through a RowwiseIntervention; else one call each."""
+    K = len(conditions)
+    if K > 1 and rowwise:
+        out = run(K, RowwiseIntervention.repeat(list(conditions), n))
+        return [out[k * n:(k + 1) * n] for k in range(K)]
+    return [run(1, c) for c in conditions]
 
 
 class _RowEdit:
