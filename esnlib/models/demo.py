@@ -9,8 +9,10 @@ thinker's last hidden states and emits 5 speech tokens (quantized prosody, one p
 
 Fixed prompts (as in the papers):
 SER ``<bos> <ser> <audio_bos> [audio] <audio_eos>`` -> one label token, eos.
-EVC ``<bos> <evc> <emo:target> <audio_bos> [neutral source audio] <audio_eos>`` -> the sentence's words, eos; then
-the talker emits the target prosody tokens. Content is read from the audio (the thinker transcribes it).
+EVC ``<bos> <evc> <emo:target> <audio_bos> [neutral source audio] <audio_eos> <text> words </text>`` -> the
+sentence's words, one style token (the thinker's prosody plan), eos; then the talker emits the target prosody tokens.
+The committed model reads the transcript from the prompt (``DemoConfig.transcript_in_prompt``; docs/demo_world.md
+says why); with it off, the prompt ends at ``<audio_eos>`` and the thinker must transcribe the audio.
 """
 from __future__ import annotations
 
@@ -63,15 +65,16 @@ class DemoTokenizer:
         self.emo_ids = {e: self.ids[f"<emo:{e}>"] for e in EMOTIONS}
         self.text_id, self.text_end_id = self.ids["<text>"], self.ids["</text>"]
         self.style_ids = {(e, lvl): self.ids[f"<style:{e}:{lvl}>"] for e in EMOTIONS for lvl in STYLE_LEVELS}
+        self._style_of = {v: k for k, v in self.style_ids.items()}
+        self._label_of = {v: k for k, v in self.label_ids.items()}
 
     def parse_style(self, ids) -> tuple[str, str] | None:
         """The (emotion, level) of the style token of an EVC answer, or None if it has none."""
-        inv = {v: k for k, v in self.style_ids.items()}
         for i in (int(x) for x in ids):
             if i == self.eos_token_id:
                 break
-            if i in inv:
-                return inv[i]
+            if i in self._style_of:
+                return self._style_of[i]
         return None
 
     def __len__(self) -> int:
@@ -99,8 +102,7 @@ class DemoTokenizer:
     def parse_label(self, ids) -> str | None:
         """SER answer -> emotion label: the first generated token must be a label token, else None."""
         ids = [int(x) for x in ids]
-        inv = {v: k for k, v in self.label_ids.items()}
-        return inv.get(ids[0]) if ids else None
+        return self._label_of.get(ids[0]) if ids else None
 
 
 #: talker vocabulary: pad, bos, eos, then one contiguous token range per prosody field (tts.FIELDS order)
