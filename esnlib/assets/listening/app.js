@@ -49,6 +49,9 @@
   $("title").textContent = T.title || "Listening test";
   $(mode === "ab" ? "instructions-ab" : "instructions-filter").hidden = false;
   $(mode === "ab" ? "choices-ab" : "choices-filter").hidden = false;
+  // the other mode's answer buttons leave the page: a rater can never record an answer this test cannot import
+  $(mode === "ab" ? "choices-filter" : "choices-ab").remove();
+  var VALID = mode === "ab" ? ["A", "B", "tie"] : ["yes", "no"];
   if (mode !== "ab") { $("clip-box-b").hidden = true; $("play-a").textContent = "\u25B6 Play"; }
 
   function describeSaved(r) {
@@ -112,6 +115,7 @@
   });
 
   function answer(choice) {
+    if (VALID.indexOf(choice) < 0) return;  // not an answer of this mode (kept out of the page above)
     var cur = seq[state.answers.length];
     audios.forEach(function (a) { a.pause(); });
     state.answers.push({ position: state.answers.length, item: cur.item, clips: cur.clips.slice(0, nClips),
