@@ -375,9 +375,9 @@ def _load_answer_file(path: Path) -> dict:
             raise ListeningError(f"answers file {path} has a malformed row ({e}); save it again from the page") from e
         try:
             meta["page_seed"] = int(meta["page_seed"])
-        except ValueError as e:
-            raise ListeningError(f"answers file {path} has a non-integer page_seed {meta['page_seed']!r}") from e
-        return {**meta, "answers": answers}
+        except ValueError:
+            pass  # _checked_fields names it
+        return _checked_fields(path, {**meta, "answers": answers})
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -390,8 +390,31 @@ def _load_answer_file(path: Path) -> dict:
     for k in ("test_id", "mode", "page_seed", "rater_id", "answers"):
         if k not in data:
             raise ListeningError(f"answers file {path} lacks the field {k!r}; save it again from the page")
+    return _checked_fields(path, data)
+
+
+def _checked_fields(path: Path, data: dict) -> dict:
+    """Type checks of an answers file's fields (JSON or CSV), each a ListeningError naming the file and the fix."""
+    again = "save the answers again from the page (its Save buttons write this field)"
+    seed = data["page_seed"]
+    if isinstance(seed, bool) or not (isinstance(seed, int) or (isinstance(seed, float) and seed.is_integer())):
+        raise ListeningError(f"answers file {path}: page_seed {seed!r} is not a whole number; {again}")
+    data["page_seed"] = int(seed)
+    rater = data["rater_id"]
+    if not isinstance(rater, str):
+        raise ListeningError(f"answers file {path}: rater_id is {rater!r}; it must be the rater's id as text; {again}")
+    for k in ("test_id", "mode"):
+        if not isinstance(data[k], str):
+            raise ListeningError(f"answers file {path}: {k} is {data[k]!r}, not text; {again}")
     if not isinstance(data["answers"], list):
-        raise ListeningError(f"answers file {path}: 'answers' must be a list")
+        raise ListeningError(f"answers file {path}: 'answers' must be a list of answer objects; {again}")
+    for i, a in enumerate(data["answers"], start=1):
+        if not isinstance(a, dict):
+            raise ListeningError(f"answers file {path}: answer {i} is a {type(a).__name__} ({a!r}), not an object "
+                                 f"with item, clips, choice and position; {again}")
+        if not isinstance(a.get("item"), str) or not a["item"]:
+            raise ListeningError(f"answers file {path}: answer {i} has no 'item' field (got {a.get('item')!r}); "
+                                 f"every answer names the item it answers; {again}")
     return data
 
 

@@ -206,6 +206,13 @@ def test_csv_roundtrip_matches_json(ab, tmp_path):
     cols = ["rater_id", "item", "position", "choice", "outcome", "target"]
     pd.testing.assert_frame_equal(j[cols], c[cols])
     assert (j["rater_id"] == "R, 3").all()
+    text = (tmp_path / "r.csv").read_text()
+    (tmp_path / "seed.csv").write_text(text.replace(f',{d["page_seed"]},"R, 3"', ',seven,"R, 3"'))
+    with pytest.raises(ListeningError, match=r"seed\.csv: page_seed 'seven' is not a whole number; save"):
+        read_answers(tmp_path / "seed.csv", ex.key_dir)
+    (tmp_path / "item.csv").write_text(text.replace(f',{d["answers"][0]["item"]},', ',,', 1))
+    with pytest.raises(ListeningError, match=r"item\.csv: answer 1 has no 'item' field"):
+        read_answers(tmp_path / "item.csv", ex.key_dir)
 
 
 def test_agreement_perfect_and_simulated(ab, tmp_path):
@@ -258,6 +265,28 @@ def test_malformed_answer_files(ab, tmp_path, mutate, match):
     with pytest.raises(ListeningError, match=match) as e:
         read_answers([p], ex.key_dir)
     assert str(p) in str(e.value) or "rater" in str(e.value)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d["answers"].__setitem__(0, "A"), r"answer 1 is a str \('A'\), not an object"),
+    (lambda d: d["answers"].__setitem__(2, None), r"answer 3 is a NoneType \(None\), not an object"),
+    (lambda d: d.update(page_seed="seven"), r"page_seed 'seven' is not a whole number"),
+    (lambda d: d.update(page_seed=7.5), r"page_seed 7.5 is not a whole number"),
+    (lambda d: d.update(page_seed=None), r"page_seed None is not a whole number"),
+    (lambda d: d.update(rater_id=None), r"rater_id is None; it must be the rater's id as text"),
+    (lambda d: d.update(rater_id=17), r"rater_id is 17; it must be the rater's id as text"),
+    (lambda d: d["answers"][0].pop("item"), r"answer 1 has no 'item' field"),
+    (lambda d: d["answers"][1].update(item=None), r"answer 2 has no 'item' field"),
+    (lambda d: d.update(answers={"x": 1}), r"'answers' must be a list"),
+])
+def test_malformed_answer_values_are_named(ab, tmp_path, mutate, match):
+    """Values of the wrong type are a ListeningError naming the file and the fix, never a raw AttributeError /
+    ValueError or a misleading "the file was edited"."""
+    _, ex = ab
+    p = _bad(ex, tmp_path, mutate)
+    with pytest.raises(ListeningError, match=match) as e:
+        read_answers([p], ex.key_dir)
+    assert str(p) in str(e.value) and "save" in str(e.value)
 
 
 def test_unreadable_and_foreign_files(ab, tmp_path):
