@@ -727,7 +727,7 @@ def identify(
     all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=list(targets), allow_empty=True)
     groups = _nonempty_groups(all_sets, cap, "EVC identification")
     P, emos = probabilities_from_store(store, groups)
-    masks = select(P, selector, rate, seed=seed)
+    masks = select(P, selector, rate, seed=seed, emotions=emos)
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap,
                    filter_judge="human" if human is not None else judge, scope=scope, seed=seed,
                    n_success={e: len(g) for e, g in groups.items()},
@@ -1011,7 +1011,7 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
     all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=labels, allow_empty=True)
     groups = _nonempty_groups(all_sets, cap, "SER identification")
     P, emos = probabilities_from_store(store, groups)
-    masks = select(P, selector, rate, seed=seed)
+    masks = select(P, selector, rate, seed=seed, emotions=emos)
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap, filter_judge="self-ser",
                    scope=scope, seed=seed, n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),

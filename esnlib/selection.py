@@ -203,8 +203,12 @@ def _entropy(P: np.ndarray) -> np.ndarray:
     return H
 
 
-def select(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 95.0) -> list[np.ndarray]:
+def select(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 95.0,
+           emotions: Sequence[str] | None = None) -> list[np.ndarray]:
     """ESN masks from activation probabilities P (E, N): one sorted int64 array of flat indices per emotion.
+
+    ``emotions`` (optional): the emotion of each row of P; a P whose row count differs is an error (a transposed
+    P, N x E, is caught even without it: P may not have more rows than columns).
 
     N_sel = floor(r * N) per emotion. Methods (section 3.3.2):
 
@@ -224,21 +228,38 @@ def select(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 
 
     Ties in any ranking go to the lower flat index (stable sort by score, descending).
     """
-    scores = selector_scores(P, method, rate, seed, lape_percentile)
+    scores = selector_scores(P, method, rate, seed, lape_percentile, emotions)
     n_sel = n_selected(rate, scores.shape[1])
     return [_top(row, n_sel) for row in scores]
 
 
-def selector_scores(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 95.0) -> np.ndarray:
+def selector_scores(P, method: str, rate: float, seed: int = 0, lape_percentile: float = 95.0,
+                    emotions: Sequence[str] | None = None) -> np.ndarray:
     """The ranking behind :func:`select`: scores (E, N), -inf where a neuron may not be chosen for that emotion;
-    ``select(...)[e]`` is the top floor(rN) of row e (ties to the lower index). Notebook 09 needs the full ranking."""
-    P = np.asarray(P, dtype=np.float64)
+    ``select(...)[e]`` is the top floor(rN) of row e (ties to the lower index). Notebook 09 needs the full ranking.
+
+    Bad input is a ValueError naming the problem and the fix, raised before any work (see docs/errors.md)."""
     key = {m.lower(): m for m in METHODS}.get(str(method).lower())
     if key is None:
         raise ValueError(f"select: unknown method {method!r}; valid methods are {list(METHODS)}.")
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise ValueError(f"select: rate r must be a number in (0, 1), got {rate!r} ({type(rate).__name__}); "
+                         "pass e.g. rate=0.005 (a float, not a string).")
+    P = np.asarray(P, dtype=np.float64)
     if P.ndim != 2:
         raise ValueError(f"select: P must be 2-D (emotions, neurons), got shape {P.shape}.")
     E, N = P.shape
+    if E == 0:
+        raise ValueError(f"select: P has no emotion rows (shape {P.shape}); build it with probabilities_from_store.")
+    if N == 0:
+        raise ValueError(f"select: P has no neurons (shape {P.shape}); were the sites empty when it was captured?")
+    if emotions is not None and len(emotions) != E:
+        hint = " (is P transposed? pass P.T)" if len(emotions) == N else ""
+        raise ValueError(f"select: P has {E} rows but {len(emotions)} emotions were given{hint}; P is (emotions, "
+                         "neurons), one row per emotion in the order of `emotions`.")
+    if E > N:
+        raise ValueError(f"select: P has more rows ({E}) than columns ({N}); P is (emotions, neurons), so it looks "
+                         "transposed: pass P.T.")
     if np.isnan(P).any():
         raise ValueError(f"select: P contains {int(np.isnan(P).sum())} NaN values (an emotion with T == 0?).")
     if (P < 0).any() or (P > 1).any():
@@ -247,6 +268,9 @@ def selector_scores(P, method: str, rate: float, seed: int = 0, lape_percentile:
         raise ValueError(f"select: {key} compares emotions and needs at least 2 rows in P, got {E}.")
     if not (0 < rate < 1):
         raise ValueError(f"select: rate r must be in (0, 1), got {rate}.")
+    if key != "random" and not P.any():
+        raise ValueError(f"select: P is all zero (shape {P.shape}): no neuron was ever active, so {key} has nothing "
+                         "to rank; check the capture (sites, counted positions) that produced K and T.")
     if not (0 <= lape_percentile <= 100):
         raise ValueError(f"select: lape_percentile must be in [0, 100], got {lape_percentile}.")
     n_sel = n_selected(rate, N)

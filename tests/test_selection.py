@@ -261,3 +261,39 @@ def test_probabilities_from_real_statsstore(tmp_path):
     np.testing.assert_allclose(P, [[4 / 8, 2 / 8, 1 / 8, 4 / 10, 2 / 10], [1, 1, 1, 1 / 3, 1 / 3]])
     # margins: n3 is the only angry-top neuron (.4 vs .333); sad: n2 .875, n1 .75, n0 .5, n4 .133
     assert [m.tolist() for m in select(P, "CAS", 0.4)] == [[3], [1, 2]]
+
+
+# ------------------------------------------------------------------------------------- bad input, named up front
+def test_select_rejects_transposed_P():
+    rng = np.random.default_rng(0)
+    P = rng.uniform(0, 1, size=(5, 1000))
+    with pytest.raises(ValueError, match=r"P has more rows \(1000\) than columns \(5\).*transposed.*P\.T"):
+        select(P.T, "CAS", 0.5)
+    with pytest.raises(ValueError, match=r"P has 5 rows but 4 emotions were given"):
+        select(P, "LAP", 0.01, emotions=["angry", "happy", "sad", "surprise"])
+    with pytest.raises(ValueError, match=r"P has 1000 rows but 5 emotions were given.*transposed"):
+        X_scores(P.T, emotions=list("abcde"))
+    assert len(select(P, "LAP", 0.01, emotions=list("abcde"))) == 5
+
+
+def X_scores(P, emotions):
+    from esnlib.selection import selector_scores
+
+    return selector_scores(P, "LAP", 0.5, emotions=emotions)
+
+
+@pytest.mark.parametrize("rate", ["0.5", None, True, [0.5]])
+def test_select_rate_must_be_a_number(rate):
+    with pytest.raises(ValueError, match=r"rate r must be a number in \(0, 1\), got .* \((str|NoneType|bool|list)\)"):
+        select(P3, "LAP", rate)
+
+
+def test_select_rejects_P_without_neurons_or_all_zero():
+    with pytest.raises(ValueError, match=r"P has no neurons \(shape \(3, 0\)\)"):
+        select(np.zeros((3, 0)), "LAP", 0.1)
+    with pytest.raises(ValueError, match=r"P has no emotion rows \(shape \(0, 10\)\)"):
+        select(np.zeros((0, 10)), "LAP", 0.1)
+    for method in ("LAP", "LAPE", "MAD", "CAS"):
+        with pytest.raises(ValueError, match=r"P is all zero.*no neuron was ever active.*capture"):
+            select(np.zeros((4, 100)), method, 0.05)
+    assert len(select(np.zeros((4, 100)), "random", 0.05)[0]) == 5  # random does not read P
