@@ -718,8 +718,9 @@ def identify(
     The identification generations are made once (cached with their statistics); every (selector, r, c, judge)
     re-aggregates the stored per-sample statistics, never regenerating.
     """
-    from .selection import probabilities_from_store, select, success_sets
+    from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
 
+    check_method(selector, "identify"), check_rate(rate, "identify")  # before generating anything
     rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
         world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
     judge = filter_judge or next(iter(world.judges))
@@ -1002,8 +1003,9 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
                  scope: str = "lm", seed: int = 0, n: int | None = None, split: str = "IDENTIFICATION") -> MaskSet:
     """SER-side identification: success = the LALM recognizes the true emotion; S_e = correctly recognized
     utterances of emotion e (capped at c); P over the LALM's labels; masks per emotion."""
-    from .selection import probabilities_from_store, select, success_sets
+    from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
 
+    check_method(selector, "identify_ser"), check_rate(rate, "identify_ser")  # before generating anything
     rows, store = _identification_rows(world, "ser", scope, lambda sc: ser_baseline(
         world, split, n=n, capture=True, scope=sc))
     rows = rows.assign(target=rows["emotion"], success=rows["correct"])

@@ -26,6 +26,8 @@ __all__ = [
     "activation_probabilities",
     "probabilities_from_store",
     "select",
+    "check_method",
+    "check_rate",
     "n_selected",
     "masks_to_frame",
     "locate",
@@ -185,6 +187,25 @@ def n_selected(rate: float, n: int) -> int:
     return int(math.floor(round(rate * n, 9)))
 
 
+def check_method(method, where: str = "select") -> str:
+    """The canonical name (one of METHODS) of a selector given in any case; a ValueError listing them otherwise."""
+    key = {m.lower(): m for m in METHODS}.get(str(method).lower())
+    if key is None:
+        raise ValueError(f"{where}: unknown method {method!r}; valid methods are {list(METHODS)}.")
+    return key
+
+
+def check_rate(rate, where: str = "select") -> float:
+    """``rate`` as a float if it is a number in (0, 1); a ValueError naming the problem otherwise (callers check it
+    before generating anything)."""
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{where}: rate r must be a number in (0, 1), got {rate!r} ({type(rate).__name__}); "
+                         "pass e.g. rate=0.005 (a float, not a string).")
+    if not (0 < rate < 1):
+        raise ValueError(f"{where}: rate r must be in (0, 1), got {rate}.")
+    return float(rate)
+
+
 def _top(score: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest finite scores; ties go to the lower index (stable sort)."""
     finite = np.nonzero(np.isfinite(score))[0]
@@ -239,12 +260,8 @@ def selector_scores(P, method: str, rate: float, seed: int = 0, lape_percentile:
     ``select(...)[e]`` is the top floor(rN) of row e (ties to the lower index). Notebook 09 needs the full ranking.
 
     Bad input is a ValueError naming the problem and the fix, raised before any work (see docs/errors.md)."""
-    key = {m.lower(): m for m in METHODS}.get(str(method).lower())
-    if key is None:
-        raise ValueError(f"select: unknown method {method!r}; valid methods are {list(METHODS)}.")
-    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)):
-        raise ValueError(f"select: rate r must be a number in (0, 1), got {rate!r} ({type(rate).__name__}); "
-                         "pass e.g. rate=0.005 (a float, not a string).")
+    key = check_method(method)
+    check_rate(rate)
     P = np.asarray(P, dtype=np.float64)
     if P.ndim != 2:
         raise ValueError(f"select: P must be 2-D (emotions, neurons), got shape {P.shape}.")
@@ -266,8 +283,6 @@ def selector_scores(P, method: str, rate: float, seed: int = 0, lape_percentile:
         raise ValueError("select: P must hold probabilities in [0, 1]; compute it with activation_probabilities(K, T).")
     if key in ("LAPE", "MAD", "CAS") and E < 2:
         raise ValueError(f"select: {key} compares emotions and needs at least 2 rows in P, got {E}.")
-    if not (0 < rate < 1):
-        raise ValueError(f"select: rate r must be in (0, 1), got {rate}.")
     if key != "random" and not P.any():
         raise ValueError(f"select: P is all zero (shape {P.shape}): no neuron was ever active, so {key} has nothing "
                          "to rank; check the capture (sites, counted positions) that produced K and T.")

@@ -83,6 +83,26 @@ def test_split_subsample_nested_and_spread(tmp_path):
         w.split("TEST")
 
 
+class _NoModel:
+    """An adapter that must not be called: bad input has to fail before any generation."""
+
+    has_talker = False
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the model was used ({name}) before the bad input was reported")
+
+
+def test_identify_checks_selector_and_rate_before_generating(tmp_path):
+    w = _world(_utts(), tmp_path)
+    w.adapter = _NoModel()
+    with pytest.raises(ValueError, match=r"identify: rate r must be a number in \(0, 1\), got '0.02' \(str\)"):
+        X.identify(w, "CAS", rate="0.02")
+    with pytest.raises(ValueError, match=r"identify: unknown method 'CASS'"):
+        X.identify(w, "CASS")
+    with pytest.raises(ValueError, match=r"identify_ser: rate r must be in \(0, 1\), got 5"):
+        X.identify_ser(w, "CAS", rate=5)
+
+
 def _rows(pred_fn, mask=True, seed=0):
     rng = np.random.default_rng(seed)
     recs = []
