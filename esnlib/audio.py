@@ -56,8 +56,9 @@ def load_wav(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
     return resample(wav, int(file_sr), sr)
 
 
-def verify_audio(path: str | os.PathLike, fix: str = "re-generate it or remove it") -> None:
-    """Check that an audio file's header reads and it holds samples (cheap: no decoding); CorpusError otherwise.
+def verify_audio(path: str | os.PathLike, fix: str = "re-generate it or remove it", min_seconds: float = 0.0) -> None:
+    """Check that an audio file's header reads, the file holds all the audio its header declares (WAV) and at least
+    ``min_seconds`` of it (cheap: no decoding); CorpusError naming the file otherwise.
 
     ``fix`` is what the message tells the user to do (corpora differ: re-generate vs restore from the release).
     """
@@ -69,6 +70,33 @@ def verify_audio(path: str | os.PathLike, fix: str = "re-generate it or remove i
         raise CorpusError(f"audio file {path} is unreadable or corrupt ({e}); {fix}") from e
     if info.frames == 0:
         raise CorpusError(f"audio file {path} is empty (0 samples); {fix}")
+    declared, held = _wav_data_bytes(path)
+    if declared is not None and held < declared:
+        raise CorpusError(f"audio file {path} is truncated: its header declares {declared} bytes of audio, the file "
+                          f"holds {held} (a copy or download cut short?); {fix}")
+    if info.samplerate and info.frames / info.samplerate < min_seconds:
+        raise CorpusError(f"audio file {path} is too short: {info.frames} samples "
+                          f"({info.frames / info.samplerate:.3g} s), less than {min_seconds:g} s (truncated?); {fix}")
+
+
+def _wav_data_bytes(path) -> tuple[int | None, int]:
+    """(bytes the RIFF/WAVE ``data`` chunk header declares, bytes the file holds after it); (None, 0) when the file is
+    not a plain WAV or the size is the streaming placeholder (0 or 0xFFFFFFFF)."""
+    import struct
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None, 0
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, n = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                return (None, 0) if n in (0, 0xFFFFFFFF) else (n, size - pos - 8)
+            pos += 8 + n + (n & 1)
+    return None, 0
 
 
 def to_16k_clip(wav: np.ndarray) -> np.ndarray:

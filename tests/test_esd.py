@@ -174,3 +174,47 @@ def test_table1_needs_ten_speakers():
     assert {u.speaker for u in split["TEST-UNSEEN"]} == {"0019", "0020", "0021", "0022"}
     with pytest.raises(CorpusError, match="outside 1..10"):
         table1_split(_grid(20), n_per_speaker=10)
+
+
+# ------------------------------------------------------------------------------------- bad input, named at load
+@pytest.mark.parametrize("line, match", [
+    ("0011_000002\tonly two fields", r"line 2: '0011_000002\\tonly two fields' does not end with an emotion label"),
+    ("0011_000002\tNeutral", r"line 2: .* has no text between the id and the emotion label"),
+    ("0011_000002 only two fields", r"line 2: '0011_000002 only two fields' does not end with an emotion label"),
+    ("0011_000002", r"line 2: '0011_000002' does not end with an emotion label"),
+])
+def test_transcript_line_without_label_or_text_names_file_and_line(tmp_path, line, match):
+    p = tmp_path / "0011.txt"
+    p.write_text(f"0011_000001\tA fine line.\tNeutral\n{line}\n0011_000003\tAnother one.\tNeutral\n")
+    with pytest.raises(CorpusError, match=match) as e:
+        read_transcripts(p)
+    assert str(p) in str(e.value) and "<id><TAB><text><TAB><Emotion>" in str(e.value)
+
+
+def test_two_field_transcript_line_fails_load_esd(official):
+    t = official / "0011" / "0011.txt"
+    lines = t.read_text().splitlines()
+    lines[4] = "\t".join(lines[4].split("\t")[:2])  # the emotion column is gone
+    t.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorpusError, match=r"0011\.txt, line 5: .* does not end with an emotion label"):
+        load_esd(official)
+
+
+def test_truncated_or_too_short_wav_named_when_verifying(official):
+    wav = official / "0011" / "Happy" / "train" / "0011_000751.wav"
+    wav.write_bytes(wav.read_bytes()[:100])  # a copy cut short: 28 samples left of 1600
+    with pytest.raises(CorpusError, match=r"0011_000751\.wav is truncated: its header declares 3200 bytes of "
+                                          r"audio, the file holds 56"):
+        load_esd(official, verify_audio=True)
+    save_wav(wav, TONE[:400])  # a complete file, but 25 ms long
+    with pytest.raises(CorpusError, match=r"0011_000751\.wav is too short: 400 samples \(0\.025 s\), less than "
+                                          r"0\.05 s"):
+        load_esd(official, verify_audio=True)
+    save_wav(wav, TONE)
+    assert len(load_esd(official, verify_audio=True)) == 30
+
+
+def test_hidden_temporary_files_are_not_utterances(official):
+    # an interrupted atomic write (audio.save_wav) leaves a hidden temporary file next to the wavs
+    (official / "0011" / "Happy" / "train" / ".0011_000751.k3j.tmp.wav").write_bytes(b"partial")
+    assert len(load_esd(official, verify_audio=True)) == 30

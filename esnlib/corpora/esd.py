@@ -29,7 +29,11 @@ _DIR_TO_EMOTION = {v.lower(): k for k, v in EMOTION_DIRS.items()}
 # Mandarin transcripts name the emotion in Chinese.
 _LABEL_WORDS = {**_DIR_TO_EMOTION, "中立": "neutral", "生气": "angry", "快乐": "happy", "伤心": "sad", "惊喜": "surprise"}
 _WAV_RE = re.compile(r"^(\d{4})_(\d{6})$")
-_LINE_RE = re.compile(r"^\s*(\d{4}_\d{6})\s+(.*?)\s*$")
+_ID_RE = re.compile(r"^(\d{4}_\d{6})(?:\s|$)")
+_LINE_FORMAT = ("an ESD transcript line is '<id><TAB><text><TAB><Emotion>' with Emotion one of "
+                + ", ".join(EMOTION_DIRS.values()))
+#: clips shorter than this are truncated or broken (the shortest ESD utterance is about a second long)
+MIN_SECONDS = 0.05
 
 SUBSETS = ("IDENTIFICATION", "DEVELOPMENT", "TEST-SEEN", "TEST-UNSEEN")
 
@@ -51,25 +55,28 @@ def _decode(data: bytes, path: Path) -> str:
 
 
 def read_transcripts(path: str | Path) -> dict[str, str]:
-    """``{utterance id: text}`` from an ESD ``<spk>.txt`` (tab or whitespace separated, emotion column optional)."""
+    """``{utterance id: text}`` from an ESD ``<spk>.txt``: one ``<id><TAB><text><TAB><Emotion>`` per line (tab or
+    whitespace separated; the emotion label in English or Chinese). A line that starts with an utterance id but has
+    no emotion label at its end, or no text, is a CorpusError naming the file and the line; lines without an id
+    (headers, stray text) are skipped."""
     path = Path(path)
     out: dict[str, str] = {}
-    for line in _decode(path.read_bytes(), path).splitlines():
-        line = line.strip().replace("\x00", "")
-        if not line:
-            continue
+    for lineno, raw in enumerate(_decode(path.read_bytes(), path).splitlines(), start=1):
+        line = raw.strip().replace("\x00", "")
+        m = _ID_RE.match(line)
+        if not m:
+            continue  # headers or stray lines carry no utterance id
+        uid = m.group(1)
         parts = [p.strip() for p in line.split("\t") if p.strip()]
-        if len(parts) >= 3 and _WAV_RE.match(parts[0]):
-            uid, text = parts[0], " ".join(parts[1:-1]) if parts[-1].lower() in _LABEL_WORDS else " ".join(parts[1:])
-        else:
-            m = _LINE_RE.match(line)
-            if not m:
-                continue  # headers or stray lines carry no utterance id
-            uid, text = m.group(1), m.group(2)
-            words = text.split()
-            if len(words) > 1 and words[-1].lower() in _LABEL_WORDS:
-                text = " ".join(words[:-1])
-        out[uid] = text.strip()
+        fields = parts[1:] if len(parts) >= 2 else line[len(uid):].split()  # tab separated, else by whitespace
+        if not fields or fields[-1].lower() not in _LABEL_WORDS:
+            raise CorpusError(f"transcript {path}, line {lineno}: {line!r} does not end with an emotion label; "
+                              f"{_LINE_FORMAT}. Add the label (or fix the separators) or remove the line")
+        text = " ".join(fields[:-1]).strip()
+        if not text:
+            raise CorpusError(f"transcript {path}, line {lineno}: {line!r} has no text between the id and the "
+                              f"emotion label; {_LINE_FORMAT}. Add the sentence or remove the line")
+        out[uid] = text
     return out
 
 
@@ -135,7 +142,8 @@ def load_esd(
                 if split and split not in ESD_SPLITS:
                     raise CorpusError(f"unexpected folder {split_dir}; ESD emotion folders hold wavs or the "
                                       f"{ESD_SPLITS} sub-folders")
-                for wav in sorted(split_dir.glob("*.wav")):
+                for wav in sorted(w for w in split_dir.glob("*.wav") if not w.name.startswith(".")):
+                    # hidden files are temporary files of an interrupted write (audio.save_wav), not utterances
                     m = _WAV_RE.match(wav.stem)
                     if not m or m.group(1) != spk:
                         raise CorpusError(f"{wav} is not named <speaker>_<6-digit number>.wav for speaker {spk}; "
@@ -156,7 +164,7 @@ def load_esd(
                 raise CorpusError(f"{wav} has no line in transcript {tpath}; add '{uid}<TAB>text<TAB>"
                                   f"{EMOTION_DIRS[emo]}' or remove the wav")
             if verify_audio:
-                _check_audio(wav, "re-generate it or remove it")
+                _check_audio(wav, "re-generate it or remove it", min_seconds=MIN_SECONDS)
             utts.append(Utterance(id=uid, corpus="esd", speaker=spk, emotion=emo, text=texts[uid], path=str(wav),
                                   index=index, split=split))
     order = {e: i for i, e in enumerate(ESD_ORDER)}
