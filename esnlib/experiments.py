@@ -202,27 +202,54 @@ def corpus_fingerprint(utts: Sequence[Utterance]) -> str:
     return fingerprint(items)
 
 
-def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None = None, corpus_seed: int = 0,
-                progress: bool = True) -> list[Utterance]:
-    """Load an ESD-layout corpus with the Table 1 split set on every utterance.
+#: where the demo corpus lives by default; a missing corpus root is built only here (inside the repository's data/
+#: folder) or where the caller asks for the demo corpus with ``corpus="demo"``
+DEFAULT_CORPUS_ROOT = "data/demo_corpus"
+CORPUS_KINDS = ("demo", "esd")
 
-    When ``corpus_root`` does not exist and ``build`` is true, the demo corpus is built there first
-    (``n_utts`` sentences per speaker and emotion, default the generator's default).
+
+def _default_data_dir(root: Path) -> bool:
+    """True when ``root`` is the default corpus root or lies inside this checkout's data/ folder (where notebook 07
+    puts its second demo corpus and the smoke runner its small one)."""
+    root = root.resolve()
+    if root == Path(DEFAULT_CORPUS_ROOT).resolve():
+        return True
+    repo = Path(__file__).resolve().parents[1]
+    return (repo / "pyproject.toml").is_file() and (repo / "data") in root.parents
+
+
+def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None = None, corpus_seed: int = 0,
+                progress: bool = True, corpus: str | None = None) -> list[Utterance]:
+    """Load an ESD-layout corpus with the Table 1 split set on every utterance; every wav header is checked
+    (unreadable, truncated or too short files are a CorpusError naming the file, before any generation).
+
+    ``corpus``: ``"demo"`` builds the demo corpus at ``corpus_root`` when it is missing (``n_utts`` sentences per
+    speaker and emotion, default the generator's default); ``"esd"`` never builds; None (the default) builds only
+    at the default data folder (``data/demo_corpus``, or a missing folder inside the repository's ``data/``). Any
+    other missing ``corpus_root`` is a CorpusError naming the path (a typo must not turn into a synthetic corpus).
+    ``build=False`` never builds.
     """
     from dataclasses import replace
 
     from .corpora.esd import load_esd, table1_split
 
+    if corpus is not None and corpus not in CORPUS_KINDS:
+        raise ValueError(f"unknown corpus kind {corpus!r}; use 'demo' (the synthetic demo corpus, built at corpus_root "
+                         "if missing), 'esd' (an existing ESD-layout folder) or None")
     root = Path(corpus_root)
     present = root.is_dir() and ((root / "demo_corpus.json").exists() or any(p.is_dir() for p in root.iterdir()))
     if not present:
-        if not build:
-            raise CorpusError(f"corpus root {root} does not exist: build the demo corpus with "
-                              "`python scripts/make_demo_corpus.py` or pass the path of ESD")
+        asked = corpus == "demo" or (corpus is None and _default_data_dir(root))
+        if not (build and asked):
+            state = "is an empty folder" if root.is_dir() else "does not exist"
+            raise CorpusError(
+                f"corpus root {root.resolve()} {state}; check the path (-p corpus_root), or point it at ESD. To build "
+                f"the synthetic demo corpus there, ask for it explicitly: load_world(corpus_root={str(root)!r}, "
+                f"corpus='demo') or `python scripts/make_demo_corpus.py --out {root}`")
         from .corpora.synthetic import DEFAULT_N_UTTS, build_demo_corpus
 
         build_demo_corpus(root, n_utts=n_utts or DEFAULT_N_UTTS, seed=corpus_seed, progress=progress)
-    utts = load_esd(root)
+    utts = load_esd(root, verify_audio=True)
     parts = table1_split(utts)
     split_of = {u.id: name for name, us in parts.items() for u in us}
     return [replace(u, split=split_of[u.id]) for u in utts if u.id in split_of]
@@ -230,7 +257,7 @@ def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None 
 
 def load_world(
     model: str = "demo",
-    corpus_root: str | Path = "data/demo_corpus",
+    corpus_root: str | Path = DEFAULT_CORPUS_ROOT,
     judges: str | Sequence[str] = ("prosody", "spectral"),
     naturalness: str | None = "dnsmos",
     results_dir: str | Path = "data/results",
@@ -251,12 +278,15 @@ def load_world(
     ray_address: str | None = None,
     num_workers: int | None = None,
     rowwise: bool = True,
+    corpus: str | None = None,
 ) -> World:
     """Build the :class:`World` the notebooks work in.
 
     model: a name for ``esnlib.models.registry.load_model`` ("demo" = the demo LALM), or "package.module:factory"
     (a callable returning your own ModelAdapter), unless ``adapter`` (an adapter object) is given.
-    corpus_root: an ESD-layout folder (real ESD or the demo corpus; the demo corpus is built there if missing).
+    corpus_root: an ESD-layout folder (real ESD or the demo corpus). A missing folder is an error naming it, except
+    at the default data folder (``data/demo_corpus``) or with ``corpus="demo"``, where the demo corpus is built.
+    corpus: "demo", "esd" or None (see :func:`load_corpus`).
     judges: names for ``esnlib.judges.registry.load_judge`` (comma-separated string or list); naturalness likewise.
     stats_dir: where per-sample statistics live (default ``<results_dir>/../stats``).
     audio_per_shard: utterances per shard whose waveforms are kept (all their targets); naturalness_per_shard:
@@ -276,12 +306,13 @@ def load_world(
                 results_dir=str(results_dir), stats_dir=None if stats_dir is None else str(stats_dir), device=device,
                 batch_size=batch_size, shard_size=shard_size, audio_per_shard=audio_per_shard,
                 naturalness_per_shard=naturalness_per_shard, seed=seed, build_corpus=False, n_utts=n_utts,
-                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False, rowwise=rowwise)
+                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False, rowwise=rowwise, corpus=corpus)
 
     judge_names = _parse_list(judges)
     if not judge_names:
         raise ValueError("at least one emotion judge is needed (e.g. judges='prosody,spectral')")
-    utts = load_corpus(corpus_root, build=build_corpus, n_utts=n_utts, corpus_seed=corpus_seed, progress=progress)
+    utts = load_corpus(corpus_root, build=build_corpus, n_utts=n_utts, corpus_seed=corpus_seed, progress=progress,
+                       corpus=corpus)
     if adapter is None:
         adapter = _load_model(model, device)
     jd = {name: _load_judge(name, device) for name in judge_names}
@@ -363,7 +394,7 @@ def _judge_rows(world: World, audios: list, task_rows: list[dict], n_naturalness
 
 def _read_unit(world: World, table: str, cond: dict) -> pd.DataFrame:
     # one unit by its key (store.read would scan every unit's condition)
-    return pd.read_parquet(world.store.path(table, cond))
+    return world.store.read_unit(table, cond)
 
 
 def _stats_missing(stats, ids: Iterable[str]) -> list[str]:

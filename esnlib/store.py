@@ -3,8 +3,14 @@
 A unit is the result of one condition (a dict such as model, selector, r, c, alpha, kind, e_mask, split). It is
 stored as ``<root>/<table>/<key>.parquet`` (key = stable hash of the condition) with a ``<key>.json`` sidecar.
 Writes go to a temporary file and are published with ``os.replace``, so a unit is either fully present or
-absent: a killed run leaves at most a ``*.tmp`` file that ``read`` ignores, and a sweep resumes with ``has``.
-Generated waveforms live under ``<root>/audio/<key>/<sample_id>.wav`` (16 kHz).
+absent: a killed run leaves at most a hidden ``*.tmp`` file that ``read`` ignores and the next ``ResultStore`` on
+that folder removes (:func:`esnlib.fsutil.clean_stale_tmp`), and a sweep resumes with ``has``.
+Generated waveforms live under ``<root>/audio/<key>/<sample_id>.wav`` (16 kHz); ``root`` is made absolute, so the
+``audio_path`` written into result rows opens from any working directory.
+
+Several processes may share one store (two runs of a notebook, Ray workers on one file system): every unit and
+waveform is one file published atomically, and two writers of the same unit write the same rows (the later replace
+wins). See docs/core.md, "Sharing stores between processes".
 """
 from __future__ import annotations
 
@@ -13,13 +19,15 @@ import json
 import math
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+
+from .fsutil import atomic_write_bytes as _atomic_write_bytes
+from .fsutil import clean_stale_tmp
 
 __all__ = ["ResultStore", "normalize_condition", "condition_key"]
 
@@ -66,25 +74,13 @@ def condition_key(condition: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 class ResultStore:
     """Tidy result tables under ``root``, keyed by their full condition; atomic, resumable units."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = Path(root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        clean_stale_tmp(self.root)  # left by writers killed mid-write; a live writer's files are kept
 
     # -- keys and paths ------------------------------------------------------------------------------------------
     @staticmethod
@@ -185,7 +181,7 @@ class ResultStore:
         for p in self._units(table):
             cond = self._condition_of(p)
             if all(k in cond and (cond[k] == v if op == "eq" else cond[k] in v) for k, (op, v) in norm.items()):
-                frames.append(pd.read_parquet(p))
+                frames.append(self._rebased(pd.read_parquet(p)))
         if not frames:
             n = len(self._units(table))
             warnings.warn(
@@ -196,6 +192,28 @@ class ResultStore:
             return pd.DataFrame()
         frames = [f for f in frames if len(f)] or frames[:1]
         return pd.concat(frames, ignore_index=True)
+
+    def read_unit(self, table: str, condition: Mapping[str, Any]) -> pd.DataFrame:
+        """The rows of one unit, found by its key (no scan of the other units' conditions)."""
+        return self._rebased(pd.read_parquet(self.path(table, condition)))
+
+    def _rebased(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``audio_path`` values that do not open from here (written relative to another working directory by an
+        older esnlib, or a store that was moved) point into this store's ``audio/<key>/`` folder."""
+        if "audio_path" not in df.columns or df.empty:
+            return df
+
+        def fix(v):
+            if not isinstance(v, str) or not v:
+                return v
+            p = Path(v)
+            if p.is_absolute() and p.exists():
+                return v
+            here = self.root / "audio" / p.parent.name / p.name
+            return str(here) if p.parent.parent.name == "audio" and (here.exists() or not p.is_absolute()) else v
+
+        df["audio_path"] = df["audio_path"].map(fix)
+        return df
 
     def remove(self, table: str, condition: Mapping[str, Any]) -> bool:
         """Delete the unit of ``condition``; True if it existed."""

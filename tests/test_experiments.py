@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -101,6 +102,68 @@ def test_identify_checks_selector_and_rate_before_generating(tmp_path):
         X.identify(w, "CASS")
     with pytest.raises(ValueError, match=r"identify_ser: rate r must be in \(0, 1\), got 5"):
         X.identify_ser(w, "CAS", rate=5)
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.fixture
+def fake_builder(monkeypatch):
+    """build_demo_corpus replaced by a recorder that stops the load (nothing is rendered)."""
+    import esnlib.corpora.synthetic as syn
+
+    calls = []
+
+    def fake(root, **kw):
+        calls.append(Path(root).resolve())
+        raise _Built(str(root))
+
+    monkeypatch.setattr(syn, "build_demo_corpus", fake)
+    return calls
+
+
+def test_missing_corpus_root_is_an_error_not_a_demo_corpus(tmp_path, fake_builder):
+    typo = tmp_path / "nonexistent"
+    with pytest.raises(X.CorpusError, match=rf"corpus root {re.escape(str(typo))} does not exist; check the path.*corpus='demo'"):
+        X.load_world(corpus_root=typo, adapter=_NoModel(), judges="prosody", naturalness=None,
+                     results_dir=tmp_path / "results")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(X.CorpusError, match=r"empty is an empty folder; check the path"):
+        X.load_corpus(tmp_path / "empty")
+    with pytest.raises(X.CorpusError, match="does not exist"):
+        X.load_corpus(typo, corpus="esd")
+    assert not typo.exists() and not fake_builder
+
+
+def test_demo_corpus_built_only_where_asked(tmp_path, fake_builder, monkeypatch):
+    with pytest.raises(_Built):  # explicitly asked for
+        X.load_corpus(tmp_path / "mine", corpus="demo", n_utts=1)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(_Built):  # the default data folder
+        X.load_world(adapter=_NoModel(), judges="prosody", naturalness=None, results_dir=tmp_path / "results")
+    with pytest.raises(X.CorpusError):  # build_corpus=False never builds
+        X.load_corpus(X.DEFAULT_CORPUS_ROOT, build=False)
+    with pytest.raises(ValueError, match="unknown corpus kind 'ESD2'"):
+        X.load_corpus(tmp_path / "x", corpus="ESD2")
+    assert fake_builder == [(tmp_path / "mine").resolve(), (tmp_path / X.DEFAULT_CORPUS_ROOT).resolve()]
+
+
+def test_truncated_corpus_wav_is_named_at_load(tmp_path):
+    from esnlib.audio import save_wav
+
+    tone = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    root = tmp_path / "esd"
+    lines = []
+    for k, emo in enumerate(["Neutral", "Angry", "Happy", "Sad", "Surprise"]):
+        uid = f"0011_{k * 350 + 1:06d}"
+        save_wav(root / "0011" / emo / f"{uid}.wav", tone)
+        lines.append(f"{uid}\tthe dog\t{emo}\n")
+    (root / "0011" / "0011.txt").write_text("".join(lines))
+    bad = root / "0011" / "Sad" / "0011_001051.wav"
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(X.CorpusError, match=r"0011_001051\.wav is truncated"):
+        X.load_corpus(root, corpus="esd")
 
 
 def _rows(pred_fn, mask=True, seed=0):

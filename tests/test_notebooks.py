@@ -57,9 +57,18 @@ def smoke_run(tmp_path_factory):
     The paper's success filter (judge says e_tgt, WER <= 0.15) is kept: with 24 identification sources per target
     the committed demo model must realize at least two target emotions for identification to run at all.
     """
+    from esnlib.corpora.synthetic import build_demo_corpus
+    from esnlib.experiments import defaults
+
     tmp = tmp_path_factory.mktemp("nb")
-    # the same tiny corpus as tests/test_experiments.py (10 speakers x 5 emotions x 7 sentences): built once
+    # the same tiny corpus as tests/test_experiments.py (10 speakers x 5 emotions x 7 sentences): built once. A corpus
+    # root outside data/ is never built implicitly, so the test asks for both demo corpora (notebook 07 puts its
+    # second one, seed + 1, next to the first) explicitly.
     corpus = tmp_path_factory.getbasetemp() / "demo_corpus_small"
+    for root, n, seed in ((corpus, 7, 0), (corpus.with_name(corpus.name + "_b"), defaults(True)["second_corpus_n_utts"],
+                                           1)):
+        if not (root / "demo_corpus.json").exists():
+            build_demo_corpus(root, n_utts=n, seed=seed, workers=2, progress=False)
     rc = _runner().main(["--smoke", "--out", str(tmp / "run"), "-p", "corpus_root", str(corpus),
                          "-p", "corpus_n_utts", "7",
                          "-p", "results_dir", str(tmp / "results"), "-p", "figures_dir", str(tmp / "figures")])

@@ -129,3 +129,51 @@ def test_audio(tmp_path):
         st.write_audio(key, "st", np.zeros((2, 10)))
     with pytest.raises(ValueError, match="not a store key"):
         st.audio_path("nope", "x")
+
+
+# ------------------------------------------------------------------------------------- files in the right place
+def test_audio_paths_open_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    st = ResultStore("data/results")  # relative, as the notebooks pass it
+    key = st.key({"step": "x"})
+    p = st.write_audio(key, "u1|sad", np.zeros(1600, np.float32))
+    st.write("evc", {"step": "x"}, pd.DataFrame({"sample_id": ["u1|sad", "u2|sad"], "audio_path": [str(p), ""]}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for rows in (st.read("evc"), ResultStore(tmp_path / "data/results").read_unit("evc", {"step": "x"})):
+        assert os.path.isabs(rows["audio_path"][0]) and sf.read(rows["audio_path"][0])[0].shape == (1600,)
+        assert rows["audio_path"][1] == ""
+    # a unit written by an older version holds a path relative to the repository root: read gives a usable one
+    st.write("old", {"step": "x"}, pd.DataFrame({"audio_path": [f"data/results/audio/{key}/u1_sad-{p.stem[-8:]}.wav"]}))
+    got = st.read("old")["audio_path"][0]
+    assert got == str(p) and os.path.exists(got)
+
+
+def test_stale_temporary_files_are_cleaned_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from esnlib import fsutil
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    d = tmp_path / "evc"
+    d.mkdir(parents=True)
+    host = fsutil._HOST
+    stale = [d / f".abcd.parquet.{host}.{dead}.0123abcd.tmp", tmp_path / "audio" / "k" / f".x.wav.{host}.{dead}.0123abcd.tmp",
+             d / ".old.json.otherhost.1.deadbeef.tmp"]
+    live = [d / f".efgh.parquet.{host}.{os.getpid()}.0123abcd.tmp", d / ".new.json.otherhost.1.deadbeef.tmp"]
+    for f in stale + live:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"partial")
+    old = time.time() - fsutil.MAX_TMP_AGE - 60
+    os.utime(stale[2], (old, old))
+    keep = d / ".hidden-but-not-ours.tmp"
+    keep.write_bytes(b"x")
+    ResultStore(tmp_path)
+    assert not any(f.exists() for f in stale)
+    assert all(f.exists() for f in live) and keep.exists()
+    # and an interrupted write's temporary file now carries host and pid, so the next store removes it
+    assert fsutil._TMP_RE.match(fsutil.tmp_path_for(d / "x.parquet").name)
