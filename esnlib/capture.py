@@ -104,9 +104,10 @@ def _generator_path(root: torch.nn.Module, site_path: str) -> str:
         mod = root.get_submodule(p) if p else root
         if isinstance(mod, GenerationMixin) or hasattr(mod, "generate"):
             return p
-    # No generating ancestor: fall back to the decoder that holds the layers.
-    i = parts.index("layers") if "layers" in parts else len(parts) - 3
-    return ".".join(parts[:i])
+    # No generating ancestor: fall back to the decoder that holds the layer stack (the parent of the ModuleList whose
+    # numbered child holds the site: model.layers.3.mlp.act_fn -> model, model.mimo_layers.0.mlp.act_fn -> model).
+    i = next((k for k, p in enumerate(parts) if p.isdigit()), len(parts) - 2)
+    return ".".join(parts[:max(i - 1, 0)])
 
 
 def _eos_ids(root, gen_path: str, gen_kwargs: dict) -> torch.Tensor | None:
@@ -116,9 +117,12 @@ def _eos_ids(root, gen_path: str, gen_kwargs: dict) -> torch.Tensor | None:
         val = gen_kwargs[f"{prefix}_eos_token_id"]
     elif not prefix and "eos_token_id" in gen_kwargs:
         val = gen_kwargs["eos_token_id"]
-    if val is None and prefix:
+    # A root without ``generate`` (remote code under transformers >= 4.50, e.g. Kimi-Audio's
+    # MoonshotKimiaForCausalLM, driven by its own loop) has no defaults to read: nn.Module raises AttributeError.
+    generate = getattr(root, "generate", None)
+    if val is None and prefix and callable(generate):
         try:
-            p = inspect.signature(root.generate).parameters.get(f"{prefix}_eos_token_id")
+            p = inspect.signature(generate).parameters.get(f"{prefix}_eos_token_id")
             if p is not None and p.default is not inspect.Parameter.empty:
                 val = p.default
         except (TypeError, ValueError):
@@ -135,11 +139,11 @@ def _eos_ids(root, gen_path: str, gen_kwargs: dict) -> torch.Tensor | None:
 class _Group:
     """Sites of one side: their envoys, the generating module's envoy, column slice and edit plan."""
 
-    def __init__(self, env, root, sites: list[Site], first: int, gen_kwargs: dict, plan):
+    def __init__(self, env, root, sites: list[Site], first: int, gen_kwargs: dict, plan, gen_path: str | None = None):
         self.sites = sites
         self.site_ids = list(range(first, first + len(sites)))
         self.acts = [env.get(s.path) for s in sites]
-        self.gen_path = _generator_path(root, sites[0].path)
+        self.gen_path = _generator_path(root, sites[0].path) if gen_path is None else gen_path
         self.gen = env.get(self.gen_path) if self.gen_path else env
         self.start, self.stop = sites[0].offset, sites[-1].stop
         self.eos = _eos_ids(root, self.gen_path, gen_kwargs)
@@ -263,11 +267,14 @@ def _as_kwargs(inputs) -> dict:
 
 
 def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = "lm", fn: Callable | None = None,
-               capture: bool = True, plan=None, **generate_kwargs):
+               capture: bool = True, plan=None, step_modules: dict | None = None, **generate_kwargs):
     """Run generation once under nnsight, visiting each site once per step (capture and/or edits).
 
     plan: None or, per site, a list of edits: (local index tensor, kind, alpha, positions) tuples or callables
     ``edit(g, step)`` that edit g in place (per-row edits). Returns (out, stats|None).
+    step_modules: {"lm" | "talker": module path} of the module a custom generation loop (``fn``) calls once per
+    decoding step, for models whose loop bypasses the nearest ``generate``-owning ancestor's forward (MiniCPM-o's TTS
+    loop calls ``tts.model``); default: that ancestor, else the decoder holding the layer stack.
     """
     root = unwrap(model)
     if sites is None:
@@ -288,7 +295,8 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
     for side in ("lm", "talker"):
         ss = [s for s in sites if s.side == side]
         if ss:
-            groups.append(_Group(env, root, ss, sites.index(ss[0]), generate_kwargs, plan))
+            groups.append(_Group(env, root, ss, sites.index(ss[0]), generate_kwargs, plan,
+                                 (step_modules or {}).get(side)))
     state = _State(n_neurons(sites) if sites else 0, len(sites), capture)
     if sites[-1].stop != n_neurons(sites) or sites[0].offset != 0:
         raise ValueError("sites must be the full list returned by find_sites (offsets 0..N contiguous)")
@@ -323,12 +331,9 @@ _FIELDS = (("positive", np.uint32, "n"), ("sum", np.float32, "n"), ("sumsq", np.
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from .fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj).encode())
 
 
 class StatsStore:
@@ -336,26 +341,76 @@ class StatsStore:
 
     ``append`` writes the rows past the committed count, flushes, then atomically replaces ``state.json`` (count and
     ids): a run killed mid-append loses only that batch. Counts are uint32, sums float32.
+
+    Several processes may append to one store on one machine: ``append`` holds an exclusive lock on ``<path>/.lock``
+    (``fcntl.flock``) while it re-reads the committed state, writes its rows past it and commits, so no writer
+    overwrites another's rows. Readers pick up rows that other processes committed (``has``, ``index_of``, ``len``,
+    ``get`` re-read ``state.json`` when it changed). The lock is local to one machine: do not share a store across
+    hosts over NFS (docs/core.md, "Sharing stores between processes").
     """
 
-    def __init__(self, path, meta: dict, state: dict):
+    def __init__(self, path, meta: dict, state: dict, sig=None):
+        from .fsutil import FileLock
+
         self.path = Path(path)
         self.meta = meta
-        self._ids: list[str] = [str(i) for i in state["ids"]]
-        self._count = int(state["count"])
-        self._index = {k: i for i, k in enumerate(self._ids)}
+        self._lock = FileLock(self.path / ".lock")
+        self._set_state(state, sig)
         self._maps: dict[str, np.memmap] = {}
         self._capacity = 0
         self._remap()
+
+    def _set_state(self, state: dict, sig) -> None:
+        self._ids: list[str] = [str(i) for i in state["ids"]]
+        self._count = int(state["count"])
+        self._index = {k: i for i, k in enumerate(self._ids)}
+        self._sig = sig
 
     # -- creation ---------------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path, sites: Sequence[Site], capacity: int | None = None) -> "StatsStore":
         """A new empty store for these sites at ``path`` (a directory; must not hold a store already)."""
+        from .fsutil import FileLock
+
         path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with FileLock(path / ".lock"):
+            return cls._create_locked(path, sites, capacity)
+
+    @classmethod
+    def open(cls, path) -> "StatsStore":
+        """Reopen an existing store (rows past the committed count, from a killed append, are ignored)."""
+        from .fsutil import FileLock
+
+        path = Path(path)
+        if not (path / "meta.json").exists():
+            raise FileNotFoundError(f"no StatsStore at {path} (meta.json missing); create one with StatsStore.create")
+        with FileLock(path / ".lock"):
+            return cls._open_locked(path)
+
+    @classmethod
+    def open_or_create(cls, path, sites: Sequence[Site], capacity: int | None = None) -> "StatsStore":
+        """Open the store at ``path``, or create it for ``sites``; safe when several processes do this at once. An
+        existing store of other sites is a ValueError (its rows would not mean the same neurons)."""
+        from .fsutil import FileLock
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with FileLock(path / ".lock"):
+            if not (path / "meta.json").exists():
+                return cls._create_locked(path, sites, capacity)
+            store = cls._open_locked(path)
+        have = [(s["path"], int(s["width"])) for s in store.meta["sites"]]
+        if have != [(s.path, int(s.width)) for s in sites]:
+            raise ValueError(f"the StatsStore at {path} holds statistics of other sites ({store.meta['n']} neurons over "
+                             f"{store.meta['s']} sites), not of these ({n_neurons(sites)} neurons over {len(sites)} "
+                             "sites); give these sites another path")
+        return store
+
+    @classmethod
+    def _create_locked(cls, path: Path, sites: Sequence[Site], capacity: int | None) -> "StatsStore":
         if (path / "meta.json").exists():
             raise FileExistsError(f"a StatsStore already exists at {path}; use StatsStore.open(path) to add to it")
-        path.mkdir(parents=True, exist_ok=True)
         meta = {"n": n_neurons(sites), "s": len(sites), "version": 1,
                 "sites": [{"path": s.path, "layer": s.layer, "width": s.width, "side": s.side, "offset": s.offset}
                           for s in sites]}
@@ -365,19 +420,36 @@ class StatsStore:
                 f.truncate(cap * cls._width(meta, w) * np.dtype(dt).itemsize)
         _atomic_json(path / "meta.json", meta)
         _atomic_json(path / "state.json", {"count": 0, "ids": []})
-        return cls(path, meta, {"count": 0, "ids": []})
+        return cls._open_locked(path)
 
     @classmethod
-    def open(cls, path) -> "StatsStore":
-        """Reopen an existing store (rows past the committed count, from a killed append, are ignored)."""
-        path = Path(path)
-        if not (path / "meta.json").exists():
-            raise FileNotFoundError(f"no StatsStore at {path} (meta.json missing); create one with StatsStore.create")
+    def _open_locked(cls, path: Path) -> "StatsStore":
+        for p in path.iterdir():  # every write happens under the lock we hold: a temporary file now is a killed one's
+            if p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
         with open(path / "meta.json") as f:
             meta = json.load(f)
+        state, sig = cls._read_state(path)
+        return cls(path, meta, state, sig)
+
+    @staticmethod
+    def _read_state(path: Path):
         with open(path / "state.json") as f:
-            state = json.load(f)
-        return cls(path, meta, state)
+            st = os.fstat(f.fileno())
+            return json.load(f), (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> "StatsStore":
+        """Pick up the rows other processes committed since this object last looked (one ``stat`` if none did)."""
+        try:
+            st = os.stat(self.path / "state.json")
+        except FileNotFoundError:
+            return self
+        if (st.st_ino, st.st_mtime_ns, st.st_size) != self._sig:
+            state, sig = self._read_state(self.path)
+            self._set_state(state, sig)
+            if self._count > self._capacity:
+                self._remap()
+        return self
 
     @staticmethod
     def _width(meta, w) -> int:
@@ -395,6 +467,9 @@ class StatsStore:
         self._capacity = min(caps)
 
     def _grow(self, need: int):
+        self._remap()  # another writer may have grown the files already
+        if need <= self._capacity:
+            return
         cap = max(self._capacity * 2, need)
         self._maps = {}
         for name, dt, w in _FIELDS:
@@ -404,11 +479,11 @@ class StatsStore:
 
     # -- properties -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return self._count
+        return self.refresh()._count
 
     @property
     def ids(self) -> list[str]:
-        return list(self._ids)
+        return list(self.refresh()._ids)
 
     @property
     def n_neurons(self) -> int:
@@ -428,21 +503,25 @@ class StatsStore:
         return int(n * (4 + 4 + 4) + 4 + s * 4)
 
     def has(self, id) -> bool:
-        return str(id) in self._index
+        k = str(id)
+        return k in self._index or k in self.refresh()._index
 
     def index_of(self, ids) -> np.ndarray:
         """Row indices of these ids (KeyError naming the first missing one)."""
+        ids = [str(i) for i in ids]
+        if any(k not in self._index for k in ids):
+            self.refresh()
         out = []
-        for i in ids:
-            k = str(i)
+        for k in ids:
             if k not in self._index:
                 raise KeyError(f"id {k!r} is not in the StatsStore at {self.path}")
             out.append(self._index[k])
         return np.asarray(out, dtype=np.int64)
 
     # -- writing ----------------------------------------------------------------------------------------------------
-    def append(self, stats: CaptureStats, ids: Sequence) -> None:
-        """Append one row per sample (ids unique, not yet stored); rows are durable once this returns."""
+    def append(self, stats: CaptureStats, ids: Sequence, skip_existing: bool = False) -> None:
+        """Append one row per sample (ids unique); rows are durable once this returns. An id already stored is a
+        ValueError, or (``skip_existing``) its row is left out: another process may have appended it meanwhile."""
         s = stats.numpy()
         ids = [str(i) for i in ids]
         b = s.positive.shape[0]
@@ -451,25 +530,35 @@ class StatsStore:
         if s.positive.shape[1] != self.meta["n"] or s.site_tokens.shape[1] != self.meta["s"]:
             raise ValueError(f"append: statistics have {s.positive.shape[1]} neurons / {s.site_tokens.shape[1]} "
                              f"sites, the store expects {self.meta['n']} / {self.meta['s']} (different sites?)")
-        dup = [i for i in ids if i in self._index] or ([ids[0]] if len(set(ids)) != len(ids) else [])
-        if dup:
-            raise ValueError(f"append: id {dup[0]!r} already stored (or repeated); use has(id) to skip done samples")
-        lo, hi = self._count, self._count + b
-        if hi > self._capacity:
-            self._grow(hi)
-        for name, _, _ in _FIELDS:
-            v = getattr(s, name)
-            self._maps[name][lo:hi] = v.reshape(b, -1)
-            self._maps[name].flush()
-        self._commit(hi, self._ids + ids)
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"append: id {next(i for i in ids if ids.count(i) > 1)!r} is repeated in this batch")
+        with self._lock:  # other writers wait: the rows go past the count committed by whoever wrote last
+            self.refresh()
+            dup = [i for i in ids if i in self._index]
+            if dup and not skip_existing:
+                raise ValueError(f"append: id {dup[0]!r} already stored; use has(id) to skip done samples")
+            if dup:
+                keep = [k for k, i in enumerate(ids) if i not in self._index]
+                if not keep:
+                    return
+                s, ids, b = s.rows(keep), [ids[k] for k in keep], len(keep)
+            lo, hi = self._count, self._count + b
+            if hi > self._capacity:
+                self._grow(hi)
+            for name, _, _ in _FIELDS:
+                v = getattr(s, name)
+                self._maps[name][lo:hi] = v.reshape(b, -1)
+                self._maps[name].flush()
+            self._commit(hi, self._ids + ids)
 
     def _commit(self, count: int, ids: list[str]) -> None:
         _atomic_json(self.path / "state.json", {"count": count, "ids": ids})
-        self._count, self._ids = count, ids
-        self._index = {k: i for i, k in enumerate(ids)}
+        st = os.stat(self.path / "state.json")  # ours: appends hold the lock
+        self._set_state({"count": count, "ids": ids}, (st.st_ino, st.st_mtime_ns, st.st_size))
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def _rows(self, rows) -> np.ndarray:
+        self.refresh()
         if rows is None:
             return np.arange(self._count)
         r = np.asarray(rows)

@@ -180,10 +180,7 @@ class World:
             # the sites' shapes are part of the key: a retrained model with other sizes never mixes statistics
             cond["sites"] = fingerprint([(s.path, s.width, s.side) for s in sites])
             path = self.stats_dir / f"{cond['model_name']}-{task}-{scope}-{fingerprint(cond)}"
-            if (path / "meta.json").exists():
-                self._stats[key] = StatsStore.open(path)
-            else:
-                self._stats[key] = StatsStore.create(path, sites)
+            self._stats[key] = StatsStore.open_or_create(path, sites)  # safe with two runs at once
         return self._stats[key]
 
     def sites(self, scope: str = "lm"):
@@ -405,8 +402,8 @@ def _append_missing_stats(stats, captured, ids: Sequence[str]) -> None:
     """Append the rows of ``captured`` (CaptureStats, one row per id) whose ids the StatsStore does not hold yet."""
     missing = set(_stats_missing(stats, ids))
     keep = [i for i, s in enumerate(ids) if s in missing]
-    if keep:
-        stats.append(captured.rows(keep), [ids[i] for i in keep])
+    if keep:  # skip_existing: another run of the same step may have appended some of them meanwhile
+        stats.append(captured.rows(keep), [ids[i] for i in keep], skip_existing=True)
 
 
 def run_evc(
