@@ -8,12 +8,12 @@ traceback from deep inside soundfile. Writing goes through :func:`save_wav`, whi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .corpora.base import CorpusError
+from .fsutil import tmp_path_for
 
 SAMPLE_RATE = 16000
 
@@ -115,10 +115,9 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE) ->
         raise ValueError(f"refusing to write an empty clip to {path}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(fd)
+    tmp = tmp_path_for(path)  # hidden, named by host and process: fsutil.clean_stale_tmp removes it if we die
     try:
-        sf.write(tmp, to_16k_clip(wav), sr, subtype="PCM_16", format="WAV")
+        sf.write(str(tmp), to_16k_clip(wav), sr, subtype="PCM_16", format="WAV")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import EMOTIONS, TARGET_EMOTIONS
 from .corpora.base import CorpusError, Utterance
+from .fsutil import atomic_write_bytes
 from .intervention import per_condition
 from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
 
@@ -285,7 +286,8 @@ def load_world(
     at the default data folder (``data/demo_corpus``) or with ``corpus="demo"``, where the demo corpus is built.
     corpus: "demo", "esd" or None (see :func:`load_corpus`).
     judges: names for ``esnlib.judges.registry.load_judge`` (comma-separated string or list); naturalness likewise.
-    stats_dir: where per-sample statistics live (default ``<results_dir>/../stats``).
+    stats_dir: where per-sample statistics live (default :func:`run_dirs`: ``data/stats`` next to ``data/results``,
+    else ``<results_dir>/_stats``, so a run with its own results_dir never writes another run's statistics).
     audio_per_shard: utterances per shard whose waveforms are kept (all their targets); naturalness_per_shard:
     generated samples per shard (the first ones) scored for naturalness.
     executor: "local" or "ray" (``ray_address``: an existing cluster, None: start or join a local one; num_workers:
@@ -315,7 +317,7 @@ def load_world(
     jd = {name: _load_judge(name, device) for name in judge_names}
     nat = _load_judge(naturalness, device) if naturalness else None
     results_dir = Path(results_dir)
-    stats_dir = Path(stats_dir) if stats_dir is not None else results_dir.parent / "stats"
+    stats_dir = Path(stats_dir) if stats_dir is not None else run_dirs(results_dir)["stats"]
     stats_dir.mkdir(parents=True, exist_ok=True)
     return World(
         adapter=adapter, utts=utts, judges=jd, naturalness=nat, store=ResultStore(results_dir), stats_dir=stats_dir,
@@ -324,6 +326,17 @@ def load_world(
         seed=seed, progress=progress, executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise,
         spec=spec,
     )
+
+
+def run_dirs(results_dir: str | Path) -> dict[str, Path]:
+    """Where a run whose result tables go to ``results_dir`` keeps its other files: ``stats`` (per-sample activation
+    statistics) and ``listening`` (notebook 10's pages and answers). Next to it for the data/ layout (``results_dir``
+    named ``results``: data/results, data/stats, data/listening), else inside it (``<results_dir>/_stats``,
+    ``<results_dir>/_listening``): a smoke or scratch run never writes into data/stats or data/listening."""
+    results_dir = Path(results_dir)
+    if results_dir.name == "results":
+        return {"stats": results_dir.parent / "stats", "listening": results_dir.parent / "listening"}
+    return {"stats": results_dir / "_stats", "listening": results_dir / "_listening"}
 
 
 def _worker_world(spec: dict) -> World:
@@ -541,9 +554,7 @@ def _write_alias(world: World, table: str, gen0: dict, shard_fp: str, cond: dict
     """Record that ``cond``'s unit holds the generations of (gen0, shard), for conditions that generate the same."""
     alias = _alias_path(world, table, gen0, shard_fp)
     alias.parent.mkdir(parents=True, exist_ok=True)
-    tmp = alias.with_name(alias.name + f".{os.getpid()}.tmp")
-    tmp.write_text(world.store.key(cond))
-    os.replace(tmp, alias)
+    atomic_write_bytes(alias, world.store.key(cond).encode())
 
 
 def _reuse_generation(world: World, table: str, gen0: dict, shard_fp: str, cond: dict) -> bool:

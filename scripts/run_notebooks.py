@@ -46,6 +46,17 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
+def notebook_parameters(params: dict, notebook: str) -> dict:
+    """The parameters one notebook gets: ``params``, plus for notebook 10 (which has no ``results_dir``) an
+    ``out_dir`` for its listening pages derived from ``results_dir`` (esnlib.experiments.run_dirs) when only that was
+    given, so a run with its own results_dir (``--smoke`` included) does not write into data/listening."""
+    if not notebook.startswith("10_") or "out_dir" in params or "results_dir" not in params:
+        return params
+    from esnlib.experiments import run_dirs
+
+    return {**params, "out_dir": str(run_dirs(params["results_dir"])["listening"])}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="shrink every run (sets the notebooks' smoke parameter)")
@@ -82,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         status, err = "ok", ""
         try:
-            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=args.kernel, cwd=str(ROOT),
+            pm.execute_notebook(str(src), str(dst), parameters=notebook_parameters(params, src.name),
+                                kernel_name=args.kernel, cwd=str(ROOT),
                                 progress_bar=False, log_output=False, execution_timeout=args.timeout)
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
             status = "FAILED"

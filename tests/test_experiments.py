@@ -149,21 +149,53 @@ def test_demo_corpus_built_only_where_asked(tmp_path, fake_builder, monkeypatch)
     assert fake_builder == [(tmp_path / "mine").resolve(), (tmp_path / X.DEFAULT_CORPUS_ROOT).resolve()]
 
 
-def test_truncated_corpus_wav_is_named_at_load(tmp_path):
+def _tiny_esd(root, speakers=("0011",)):
+    """An ESD-layout folder, one sentence per speaker and emotion (0.1 s tones)."""
     from esnlib.audio import save_wav
 
-    tone = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
-    root = tmp_path / "esd"
-    lines = []
-    for k, emo in enumerate(["Neutral", "Angry", "Happy", "Sad", "Surprise"]):
-        uid = f"0011_{k * 350 + 1:06d}"
-        save_wav(root / "0011" / emo / f"{uid}.wav", tone)
-        lines.append(f"{uid}\tthe dog\t{emo}\n")
-    (root / "0011" / "0011.txt").write_text("".join(lines))
+    tone = (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32)
+    for spk in speakers:
+        lines = []
+        for k, emo in enumerate(["Neutral", "Angry", "Happy", "Sad", "Surprise"]):
+            uid = f"{spk}_{k * 350 + 1:06d}"
+            save_wav(root / spk / emo / f"{uid}.wav", tone)
+            lines.append(f"{uid}\tthe dog\t{emo}\n")
+        (root / spk / f"{spk}.txt").write_text("".join(lines))
+    return root
+
+
+def test_truncated_corpus_wav_is_named_at_load(tmp_path):
+    root = _tiny_esd(tmp_path / "esd")
     bad = root / "0011" / "Sad" / "0011_001051.wav"
     bad.write_bytes(bad.read_bytes()[:100])
     with pytest.raises(X.CorpusError, match=r"0011_001051\.wav is truncated"):
         X.load_corpus(root, corpus="esd")
+
+
+def test_run_files_follow_results_dir(tmp_path, monkeypatch):
+    """Statistics and listening pages of a run with its own results_dir stay inside it; data/results keeps data/."""
+    assert X.run_dirs("data/results") == {"stats": Path("data/stats"), "listening": Path("data/listening")}
+    assert X.run_dirs("data/results_smoke") == {"stats": Path("data/results_smoke/_stats"),
+                                                "listening": Path("data/results_smoke/_listening")}
+    monkeypatch.setattr(X, "_load_judge", lambda name, device="cpu": object())
+    root = _tiny_esd(tmp_path / "esd", [f"{s:04d}" for s in range(11, 21)])
+    w = X.load_world(corpus_root=root, corpus="esd", adapter=_NoModel(), judges="prosody", naturalness=None,
+                     results_dir=tmp_path / "smoke")
+    assert w.stats_dir == tmp_path / "smoke" / "_stats" and w.stats_dir.is_dir()
+    assert not (tmp_path / "stats").exists()
+    rn = _load_runner()
+    p = {"smoke": True, "results_dir": "data/results_smoke"}
+    assert rn.notebook_parameters(p, "10_listening_test.ipynb")["out_dir"] == str(Path("data/results_smoke/_listening"))
+    assert rn.notebook_parameters({**p, "out_dir": "mine"}, "10_listening_test.ipynb")["out_dir"] == "mine"
+    assert "out_dir" not in rn.notebook_parameters(p, "01_baseline.ipynb")
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    rn = importlib.util.module_from_spec(spec)
+    sys.modules["run_notebooks"] = rn
+    spec.loader.exec_module(rn)
+    return rn
 
 
 def _rows(pred_fn, mask=True, seed=0):
@@ -231,10 +263,7 @@ def test_save_table_writes_csv_and_latex(tmp_path):
 
 
 def test_runner_parses_values_and_selects_notebooks():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    rn = importlib.util.module_from_spec(spec)
-    sys.modules["run_notebooks"] = rn
-    spec.loader.exec_module(rn)
+    rn = _load_runner()
     assert rn.parse_value("0.5") == 0.5 and rn.parse_value("True") is True and rn.parse_value("None") is None
     assert rn.parse_value("prosody,spectral") == "prosody,spectral"
     assert [p.name[:2] for p in rn.notebooks()] == [f"{i:02d}" for i in range(1, 11)]

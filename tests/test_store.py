@@ -177,3 +177,26 @@ def test_stale_temporary_files_are_cleaned_live_ones_kept(tmp_path):
     assert all(f.exists() for f in live) and keep.exists()
     # and an interrupted write's temporary file now carries host and pid, so the next store removes it
     assert fsutil._TMP_RE.match(fsutil.tmp_path_for(d / "x.parquet").name)
+
+
+def test_writer_killed_mid_write_leaves_nothing_behind_for_long(tmp_path):
+    """kill -9 between writing a unit's temporary file and publishing it: the next store on the folder removes it."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys, pandas as pd\n"
+        "from esnlib.store import ResultStore\n"
+        "st = ResultStore(sys.argv[1])\n"
+        "st.write('evc', {'step': 'a'}, pd.DataFrame({'x': [1]}))\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "st.write('evc', {'step': 'b'}, pd.DataFrame({'x': [2]}))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    left = [p.name for p in (tmp_path / "evc").iterdir() if p.name.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(".")  # the sidecar's temporary file, never published
+    st = ResultStore(tmp_path)
+    assert not [p for p in (tmp_path / "evc").iterdir() if p.name.endswith(".tmp")]
+    assert len(st.read("evc")) == 1 and not st.has("evc", {"step": "b"})
