@@ -27,6 +27,8 @@ __all__ = [
     "layer_distribution",
     "jsd",
     "layer_counts",
+    "MIN_NATURALNESS_N",
+    "naturalness_note",
 ]
 
 
@@ -329,3 +331,20 @@ def layer_counts(masks: Sequence, emotions: Sequence[str], sites) -> pd.DataFram
     out = pd.DataFrame(data, index=index)
     out.columns.name = "emotion"
     return out
+
+
+#: below this many scored clips (or pairs) a naturalness value is marked "few clips" next to the number
+MIN_NATURALNESS_N = 30
+
+
+def naturalness_note(scored: pd.DataFrame, unit: str = "clip") -> str:
+    """What a naturalness value rests on, for the column next to it: "" from MIN_NATURALNESS_N scored clips (or
+    pairs) on, else e.g. "(n=2 clips of 1 source, few clips)" (sources: distinct ``utt_id``), "(no clip scored)"."""
+    n = len(scored)
+    if n >= MIN_NATURALNESS_N:
+        return ""
+    if n == 0:
+        return f"(no {unit} scored)"
+    k = scored["utt_id"].nunique() if "utt_id" in scored.columns else None
+    of = "" if k is None else f" of {k} source{'s' if k != 1 else ''}"
+    return f"(n={n} {unit}{'s' if n != 1 else ''}{of}, few clips)"

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import EMOTIONS, TARGET_EMOTIONS
 from .corpora.base import CorpusError, Utterance
+from .evaluation import MIN_NATURALNESS_N, naturalness_note  # noqa: F401  (tables mark naturalness from few clips)
 from .fsutil import atomic_write_bytes
 from .intervention import per_condition
 from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
@@ -898,7 +899,8 @@ def judge_names(rows: pd.DataFrame) -> list[str]:
 
 
 def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 2: per e_tgt (and 'avg') the emotion match rate (%) per judge, WER (%) and naturalness."""
+    """Table 2: per e_tgt (and 'avg') the emotion match rate (%) per judge, WER (%) and naturalness, with the number
+    of clips the naturalness rests on (``naturalness_n``) and a note where that is under MIN_NATURALNESS_N."""
     judges = judge_names(rows)
     out = []
     for tgt, g in list(rows.groupby("target", sort=False)) + [("avg", rows)]:
@@ -907,6 +909,8 @@ def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
             rec[f"match_{j} (%)"] = 100.0 * float((g[f"pred_{j}"] == g["target"]).mean())
         rec["WER (%)"] = 100.0 * float(g["wer"].mean())
         rec["naturalness"] = float(g["naturalness"].mean())  # pandas skips NaN (unscored rows)
+        scored = g[g["naturalness"].notna()]
+        rec["naturalness_n"], rec["naturalness_note"] = len(scored), naturalness_note(scored, "clip")
         out.append(rec)
     order = {e: i for i, e in enumerate(EMOTIONS)}
     df = pd.DataFrame(out)
@@ -939,8 +943,9 @@ def _effect(rows, base, judge, targets):
 
 
 def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = TARGET_EMOTIONS, **labels) -> pd.DataFrame:
-    """Self/cross/gap (pp) per judge plus ΔWER (fraction), Δnaturalness and the intervened WER (fraction),
-    against the baseline on the same samples.
+    """Self/cross/gap (pp) per judge plus ΔWER (fraction), Δnaturalness (with ``naturalness_n``, the pairs where
+    both sides were scored, and its note) and the intervened WER (fraction), against the baseline on the same
+    samples.
 
     ``labels`` (e.g. selector="CAS", alpha=1.0) are added as columns so several summaries concatenate into a table.
     """
@@ -950,14 +955,15 @@ def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = T
     b = base.drop_duplicates(keys).set_index(keys)
     r = rows.set_index(keys)
     d_wer = float((r["wer"] - b["wer"].reindex(r.index)).mean())
-    d_nat = float(np.nanmean(r["naturalness"] - b["naturalness"].reindex(r.index))) \
-        if (r["naturalness"] - b["naturalness"].reindex(r.index)).notna().any() else float("nan")
+    nat_pairs = (r["naturalness"] - b["naturalness"].reindex(r.index)).dropna()
+    d_nat = float(nat_pairs.mean()) if len(nat_pairs) else float("nan")
+    nat_note = naturalness_note(nat_pairs.reset_index(), "pair")
     recs = []
     for j, t in effect_tables(rows, base, targets).items():
         sc = self_cross(t)
         recs.append({**labels, "judge": j, "self": sc["self"], "cross": sc["cross"], "gap": sc["gap"],
-                     "d_wer": d_wer, "d_naturalness": d_nat,
-                     "wer": float(r["wer"].mean())})
+                     "d_wer": d_wer, "d_naturalness": d_nat, "naturalness_n": len(nat_pairs),
+                     "naturalness_note": nat_note, "wer": float(r["wer"].mean())})
     return pd.DataFrame(recs)
 
 

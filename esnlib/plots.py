@@ -185,7 +185,7 @@ def selector_summary(
         ax.bar(range(len(order)), v.to_numpy(), color="0.5")
         ax.set_xticks(range(len(order)), order, rotation=30)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_title("ΔWER (pp)" if m == "d_wer" else ("Δnaturalness" if m == "d_naturalness" else m))
+        ax.set_title("ΔWER (pp)" if m == "d_wer" else (_nat_title(df) if m == "d_naturalness" else m))
     for ax in axes[1:len(metrics)]:
         if ax.get_legend():
             ax.get_legend().remove()
@@ -193,6 +193,18 @@ def selector_summary(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _nat_title(df: pd.DataFrame) -> str:
+    """"Δnaturalness" with the number of scored pairs it rests on (``naturalness_n`` of esnlib.experiments.summarize)
+    and "few clips" under esnlib.evaluation.MIN_NATURALNESS_N."""
+    from .evaluation import MIN_NATURALNESS_N
+
+    if "naturalness_n" not in df.columns or df["naturalness_n"].isna().all():
+        return "Δnaturalness"
+    lo, hi = int(df["naturalness_n"].min()), int(df["naturalness_n"].max())
+    n = f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+    return f"Δnaturalness ({n}{', few clips' if lo < MIN_NATURALNESS_N else ''})"
 
 
 def tradeoff(

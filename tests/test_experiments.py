@@ -222,6 +222,28 @@ def test_summarize_measures_self_and_cross():
     assert list(t2["e_tgt"]) == [*TARGET_EMOTIONS, "avg"] and (t2["match_j (%)"] == 0).all()
 
 
+def test_naturalness_reported_with_its_n():
+    base = _rows(lambda t, m, rng: "neutral", mask=False)  # 12 utterances x 4 targets, every clip scored
+    t2 = X.baseline_table(base).set_index("e_tgt")
+    cols = list(t2.columns)
+    assert cols[cols.index("naturalness") + 1: cols.index("naturalness") + 3] == ["naturalness_n", "naturalness_note"]
+    assert t2.loc["avg", "naturalness_n"] == 48 and t2.loc["avg", "naturalness_note"] == ""
+    assert t2.loc["sad", "naturalness_n"] == 12 and t2.loc["sad", "naturalness_note"] == "(n=12 clips of 12 sources, few clips)"
+    # Table 2's "2.91" case: only two clips of one source were scored
+    few = base.assign(naturalness=np.nan)
+    few.loc[(few["utt_id"] == "u0") & few["target"].isin(["angry", "happy"]), "naturalness"] = 2.91
+    t2 = X.baseline_table(few).set_index("e_tgt")
+    assert t2.loc["avg", "naturalness"] == pytest.approx(2.91) and t2.loc["avg", "naturalness_n"] == 2
+    assert t2.loc["avg", "naturalness_note"] == "(n=2 clips of 1 source, few clips)"
+    assert t2.loc["sad", "naturalness_n"] == 0 and t2.loc["sad", "naturalness_note"] == "(no clip scored)"
+    rows = _rows(lambda t, m, rng: "neutral")
+    rows.loc[rows["utt_id"] != "u3", "naturalness"] = np.nan
+    s = X.summarize(rows, base).iloc[0]
+    assert s["naturalness_n"] == 16 and s["naturalness_note"] == "(n=16 pairs of 1 source, few clips)"
+    assert list(X.summarize(rows, base).columns).index("naturalness_n") == \
+        list(X.summarize(rows, base).columns).index("d_naturalness") + 1
+
+
 def test_effect_ci_brackets_estimate():
     base = _rows(lambda t, m, rng: "neutral", mask=False)
     rows = _rows(lambda t, m, rng: t if rng.random() < 0.5 else "neutral")

@@ -65,6 +65,11 @@ def test_selector_summary(tmp_path):
                          "d_wer": 0.05, "d_naturalness": -0.01})
     fig = _check(plots.selector_summary(pd.DataFrame(rows)), "selectors", tmp_path)
     assert len([a for a in fig.axes if a.get_visible()]) == 5
+    # the Δnaturalness panel says how many scored pairs it rests on, and when they are few
+    few = plots.selector_summary(pd.DataFrame(rows).assign(naturalness_n=2))
+    assert few.axes[4].get_title() == "Δnaturalness (n=2, few clips)"
+    many = plots.selector_summary(pd.DataFrame(rows).assign(naturalness_n=[40, 40, 48, 48, 40, 40, 40, 40]))
+    assert many.axes[4].get_title() == "Δnaturalness (n=40-48)"
 
 
 def test_tradeoff(tmp_path):
