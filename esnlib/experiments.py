@@ -201,20 +201,23 @@ def corpus_fingerprint(utts: Sequence[Utterance]) -> str:
     return fingerprint(items)
 
 
-#: where the demo corpus lives by default; a missing corpus root is built only here (inside the repository's data/
-#: folder) or where the caller asks for the demo corpus with ``corpus="demo"``
+#: where the demo corpus lives by default; a missing corpus root is built only there (and at the other demo corpus
+#: names of the checkout's data/ folder, DEMO_CORPUS_NAMES) or where the caller asks for it with ``corpus="demo"``
 DEFAULT_CORPUS_ROOT = "data/demo_corpus"
+DEMO_CORPUS_NAMES = ("demo_corpus", "smoke_corpus")
 CORPUS_KINDS = ("demo", "esd")
 
 
 def _default_data_dir(root: Path) -> bool:
-    """True when ``root`` is the default corpus root or lies inside this checkout's data/ folder (where notebook 07
-    puts its second demo corpus and the smoke runner its small one)."""
+    """True for the default corpus root and for demo corpus folders of this checkout's data/ (named demo_corpus* or
+    smoke_corpus*: notebook 07's second corpus data/demo_corpus_b, the smoke runner's data/smoke_corpus). Not for
+    other names there (data/esd must never become a synthetic corpus)."""
     root = root.resolve()
     if root == Path(DEFAULT_CORPUS_ROOT).resolve():
         return True
     repo = Path(__file__).resolve().parents[1]
-    return (repo / "pyproject.toml").is_file() and (repo / "data") in root.parents
+    return ((repo / "pyproject.toml").is_file() and root.parent == repo / "data"
+            and root.name.startswith(DEMO_CORPUS_NAMES))
 
 
 def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None = None, corpus_seed: int = 0,
@@ -224,8 +227,9 @@ def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None 
 
     ``corpus``: ``"demo"`` builds the demo corpus at ``corpus_root`` when it is missing (``n_utts`` sentences per
     speaker and emotion, default the generator's default); ``"esd"`` never builds; None (the default) builds only
-    at the default data folder (``data/demo_corpus``, or a missing folder inside the repository's ``data/``). Any
-    other missing ``corpus_root`` is a CorpusError naming the path (a typo must not turn into a synthetic corpus).
+    at the default data folder (``data/demo_corpus``, or ``data/demo_corpus*`` / ``data/smoke_corpus*`` of this
+    checkout). Any other missing ``corpus_root`` is a CorpusError naming the path (a typo must not turn into a
+    synthetic corpus).
     ``build=False`` never builds.
     """
     from dataclasses import replace

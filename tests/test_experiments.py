@@ -144,9 +144,14 @@ def test_demo_corpus_built_only_where_asked(tmp_path, fake_builder, monkeypatch)
         X.load_world(adapter=_NoModel(), judges="prosody", naturalness=None, results_dir=tmp_path / "results")
     with pytest.raises(X.CorpusError):  # build_corpus=False never builds
         X.load_corpus(X.DEFAULT_CORPUS_ROOT, build=False)
+    with pytest.raises(_Built):  # notebook 07's second demo corpus next to the default one
+        X.load_corpus(ROOT / "data" / "demo_corpus_b-test-only")
+    with pytest.raises(X.CorpusError, match="does not exist"):  # where real ESD goes: never a synthetic corpus
+        X.load_corpus(ROOT / "data" / "esd-test-only")
     with pytest.raises(ValueError, match="unknown corpus kind 'ESD2'"):
         X.load_corpus(tmp_path / "x", corpus="ESD2")
-    assert fake_builder == [(tmp_path / "mine").resolve(), (tmp_path / X.DEFAULT_CORPUS_ROOT).resolve()]
+    assert fake_builder == [(tmp_path / "mine").resolve(), (tmp_path / X.DEFAULT_CORPUS_ROOT).resolve(),
+                            (ROOT / "data" / "demo_corpus_b-test-only").resolve()]
 
 
 def _tiny_esd(root, speakers=("0011",)):

@@ -61,9 +61,9 @@ def smoke_run(tmp_path_factory):
     from esnlib.experiments import defaults
 
     tmp = tmp_path_factory.mktemp("nb")
-    # the same tiny corpus as tests/test_experiments.py (10 speakers x 5 emotions x 7 sentences): built once. A corpus
-    # root outside data/ is never built implicitly, so the test asks for both demo corpora (notebook 07 puts its
-    # second one, seed + 1, next to the first) explicitly.
+    # the same tiny corpus as tests/test_experiments.py (10 speakers x 5 emotions x 7 sentences): built once. A
+    # corpus root outside the default data folder is never built implicitly, so the test asks for both demo corpora
+    # (notebook 07 puts its second one, seed + 1, next to the first) explicitly.
     corpus = tmp_path_factory.getbasetemp() / "demo_corpus_small"
     for root, n, seed in ((corpus, 7, 0), (corpus.with_name(corpus.name + "_b"), defaults(True)["second_corpus_n_utts"],
                                            1)):
