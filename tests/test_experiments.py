@@ -2,9 +2,7 @@
 (random-weight tiny config of the real DemoOmni, real judges where their weights exist) with a tiny demo corpus."""
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import esnlib.experiments as X
 from esnlib import TARGET_EMOTIONS
 from esnlib.corpora.base import Utterance
 from esnlib.selection import select
+from test_notebooks import _runner  # scripts/run_notebooks.py as a module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,19 +187,11 @@ def test_run_files_follow_results_dir(tmp_path, monkeypatch):
                      results_dir=tmp_path / "smoke")
     assert w.stats_dir == tmp_path / "smoke" / "_stats" and w.stats_dir.is_dir()
     assert not (tmp_path / "stats").exists()
-    rn = _load_runner()
+    rn = _runner()
     p = {"smoke": True, "results_dir": "data/results_smoke"}
     assert rn.notebook_parameters(p, "10_listening_test.ipynb")["out_dir"] == str(Path("data/results_smoke/_listening"))
     assert rn.notebook_parameters({**p, "out_dir": "mine"}, "10_listening_test.ipynb")["out_dir"] == "mine"
     assert "out_dir" not in rn.notebook_parameters(p, "01_baseline.ipynb")
-
-
-def _load_runner():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    rn = importlib.util.module_from_spec(spec)
-    sys.modules["run_notebooks"] = rn
-    spec.loader.exec_module(rn)
-    return rn
 
 
 def _rows(pred_fn, mask=True, seed=0):
@@ -290,7 +281,7 @@ def test_save_table_writes_csv_and_latex(tmp_path):
 
 
 def test_runner_parses_values_and_selects_notebooks():
-    rn = _load_runner()
+    rn = _runner()
     assert rn.parse_value("0.5") == 0.5 and rn.parse_value("True") is True and rn.parse_value("None") is None
     assert rn.parse_value("prosody,spectral") == "prosody,spectral"
     assert [p.name[:2] for p in rn.notebooks()] == [f"{i:02d}" for i in range(1, 11)]
