@@ -94,15 +94,22 @@ def _envoy(model):
     return env
 
 
-def _generator_path(root: torch.nn.Module, site_path: str) -> str:
-    """The module whose forward generate calls once per step: the nearest GenerationMixin ancestor of a site."""
-    from transformers import GenerationMixin
+def _generates(mod) -> bool:
+    """Whether ``mod.generate`` is a generation entry point. Before transformers 4.50 every PreTrainedModel inherits a
+    ``generate``, bare decoders (Qwen2Model) included; their ``can_generate()`` says False, so ask it where it exists."""
+    if not callable(getattr(mod, "generate", None)):
+        return False
+    can = getattr(mod, "can_generate", None)
+    return bool(can()) if callable(can) else True
 
+
+def _generator_path(root: torch.nn.Module, site_path: str) -> str:
+    """The module whose forward generate calls once per step: the nearest generating ancestor of a site."""
     parts = site_path.split(".")
     for k in range(len(parts) - 1, -1, -1):
         p = ".".join(parts[:k])
         mod = root.get_submodule(p) if p else root
-        if isinstance(mod, GenerationMixin) or hasattr(mod, "generate"):
+        if _generates(mod):
             return p
     # No generating ancestor: fall back to the decoder that holds the layer stack (the parent of the ModuleList whose
     # numbered child holds the site: model.layers.3.mlp.act_fn -> model, model.mimo_layers.0.mlp.act_fn -> model).
