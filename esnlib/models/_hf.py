@@ -91,10 +91,12 @@ def batches(n: int, batch_size: int):
 
 
 def run_generate(model, inputs: dict, *, sites, capture: bool, intervention, fn: Callable | None = None,
-                 **gen_kwargs) -> tuple[Any, Any]:
+                 step_modules: dict | None = None, **gen_kwargs) -> tuple[Any, Any]:
     """Run ``generate`` once: bare, under ``esnlib.capture``, or under ``esnlib.generate`` with an intervention.
 
-    Returns ``(output, stats)``; ``stats`` is None unless ``capture``.
+    ``step_modules`` ({side: module path}) names the module a custom loop ``fn`` calls once per decoding step
+    (``esnlib.capture.run_traced``); it is not passed to the model. Returns ``(output, stats)``; ``stats`` is None
+    unless ``capture``.
     """
     if not capture and intervention is None:
         if fn is not None:
@@ -106,11 +108,27 @@ def run_generate(model, inputs: dict, *, sites, capture: bool, intervention, fn:
     from ..intervention import generate as generate_fn
 
     extra = {"fn": fn} if fn is not None else {}
+    if step_modules:
+        extra["step_modules"] = step_modules
     if intervention is None:
         return capture_fn(model, inputs, sites=sites, **extra, **gen_kwargs)
     res = generate_fn(model, inputs, intervention=intervention, sites=sites, capture=capture, **extra,
                           **gen_kwargs)
     return res if capture else (res, None)
+
+
+def sample_seed(base: int, *keys) -> int:
+    """A per-sample seed from a base seed and the sample's identity (e.g. utterance id, target): the same sample gets
+    the same random draws in every condition, batch and order (stable across processes, unlike ``hash``)."""
+    import zlib
+
+    return (int(base) * 1_000_003 + zlib.crc32("\x1f".join(map(str, keys)).encode("utf-8"))) % (2 ** 31)
+
+
+def dtype_kwarg(tr, dtype) -> dict:
+    """``from_pretrained``'s dtype keyword for the active transformers (``torch_dtype`` before 4.56, then ``dtype``)."""
+    major, minor = (int("".join(c for c in x if c.isdigit()) or 0) for x in tr.__version__.split(".")[:2])
+    return {"torch_dtype": dtype} if (major, minor) < (4, 56) else {"dtype": dtype}
 
 
 def concat_stats(parts: list):

@@ -1,17 +1,36 @@
 """Kimi-Audio-7B-Instruct (Moonshot AI) through its own package ``kimia_infer`` (not in transformers).
 
-Structure (facts from the checkpoint's ``modeling_moonshot_kimia.py`` and ``kimia_infer/api/kimia.py``):
-``KimiAudio(model_path).alm`` is ``MoonshotKimiaForCausalLM`` (trust_remote_code, Qwen2.5-7B based). Its
-``model.layers[i]`` (28 x 18,944) are the shared LM decoder whose last hidden state gives the *text* stream; from
-layer ``kimia_mimo_transformer_from_layer_index`` a second stack ``model.mimo_layers[j]`` (6 layers, "extra 1B audio
-transformers") produces the *audio-token* stream. Both use ``Qwen2MLP`` (gate_proj, up_proj, down_proj, act_fn), so
-LM-side sites are ``model.layers[i].mlp.act_fn`` and speech-generation-side sites ``model.mimo_layers[j].mlp.act_fn``.
-The audio detokenizer (flow-matching + BigVGAN vocoder, ``KimiAudio.detokenizer``) is outside ``alm`` and has no
-gated MLP sites. Generation is ``KimiAudio.generate(chats, output_type="both")`` -> (24 kHz waveform, text), batch 1,
-CUDA only (the remote code needs flash-attn), one ``alm.forward`` per step.
+Runs in its own environment: ``make env MODEL=kimi-audio`` (transformers 4.49.0; see ``esnlib.models.envs``).
 
-Not testable offline here: loading, generation, capture/steer. Tested: chat building, site discovery on a module
-tree of transformers ``Qwen2DecoderLayer`` stacks laid out like ``alm``, and the missing-package error.
+The call contract this adapter relies on, each fact with the file and commit it was read from:
+
+- ``KimiAudio(model_path, load_detokenizer)`` holds ``alm`` (``AutoModelForCausalLM`` with remote code, bf16, moved
+  to ``torch.cuda.current_device()``) and ``detokenizer`` (None unless ``load_detokenizer``)
+  [MoonshotAI/Kimi-Audio kimia_infer/api/kimia.py @ 2607d515f5b7dffa1dcc7526f9f26feb48e356c4].
+- ``KimiAudio.generate(chats, output_type="text"|"both", audio_temperature, text_temperature, ..., max_new_tokens)``
+  returns ``(waveform or None, text)``; the waveform is a tensor at 24 kHz (infer.py writes it with
+  ``sf.write(..., 24000)``); in "both" mode ``max_new_tokens`` is replaced by ``int(12.5 * 120) - prompt length``
+  [kimia.py, infer.py @ 2607d515].
+- Chat messages are ``{"role": "user"|"assistant", "message_type": "text"|"audio", "content": ...}``; audio content is
+  a file *path* (the GLM-4 audio tokenizer and the Whisper features read it); other roles raise
+  NotImplementedError [kimia_infer/api/prompt_manager.py @ 2607d515].
+- Temperature 0 (the default) is argmax for both streams [kimia_infer/utils/sampler.py @ 2607d515]: greedy.
+- ``KimiAudio._generate_loop`` runs one sample (batch 1) and calls ``self.alm.forward(input_ids=<audio stream>,
+  text_input_ids=..., whisper_input_feature, is_continuous_mask, position_ids, past_key_values, return_dict=False)``
+  once per step -- the forward method itself, not ``generate`` [kimia.py @ 2607d515].
+- ``alm`` is ``MoonshotKimiaForCausalLM(Qwen2PreTrainedModel)``: no GenerationMixin, so no ``generate`` under
+  transformers >= 4.50. Its ``model`` (``MoonshotKimiaModel``) runs the LM stack ``model.layers[i]`` (28 x 18,944)
+  and then the audio stack ``model.mimo_layers[j]`` (6 layers, branching off the LM at
+  ``kimia_mimo_transformer_from_layer_index``) in one forward; both use ``Qwen2MLP``, so LM-side sites are
+  ``model.layers[i].mlp.act_fn`` and speech-side sites ``model.mimo_layers[j].mlp.act_fn``. Its attention calls
+  ``apply_rotary_pos_emb(q, k, cos, sin, position_ids)`` (the 4.4x signature) [modeling_moonshot_kimia.py as ported
+  in SolutionArichtect/Kimi-Audio-7B-Instruct-Ascend @ e62a3245a81f946c6eac8af9abaa0e3b2c29c319; the checkpoint's
+  own file is on the hub, not on GitHub].
+
+So capture and steering trace ``KimiAudio.generate`` (``fn=``) with ``alm.model`` as the module called once per
+step on both sides; the loop stops on its own end token (never fed back), so with batch 1 every position it feeds
+is counted. Tested here against ``tests/contract_models.py::TinyKimiAudio`` (that contract, tiny weights); not run
+with the real package or weights (CUDA + flash-attn only).
 """
 from __future__ import annotations
 
@@ -25,6 +44,8 @@ from .qwen_omni import EMOTION_WORDS, EVC_SYSTEM_PROMPT, evc_instruction
 
 OUTPUT_SAMPLE_RATE = 24000
 LM_STACK, AUDIO_STACK = "model.layers", "model.mimo_layers"
+# Both stacks run inside alm.model's forward, which alm.forward calls once per decoding step.
+STEP_MODULES = {"lm": "model", "talker": "model"}
 
 
 def evc_chats(audio_path: str, target: str) -> list[dict]:
@@ -47,12 +68,14 @@ def kimi_sites(alm, scope: str = "lm") -> list:
 
 
 class KimiAudioAdapter(ModelAdapter):
-    """Kimi-Audio via ``kimia_infer.api.kimia.KimiAudio``; greedy (temperature 0) text and audio sampling."""
+    """Kimi-Audio via ``kimia_infer.api.kimia.KimiAudio``; greedy (temperature 0) text and audio streams, batch 1."""
 
     name = "kimi-audio-7b"
     has_talker = True
 
     def __init__(self, kimi, *, labels: Sequence[str] | None = None, max_new_tokens: int = -1):
+        if not hasattr(kimi, "alm") or not callable(getattr(kimi, "generate", None)):
+            raise TypeError(f"expected a kimia_infer KimiAudio (with .alm and .generate), got {type(kimi).__name__}")
         self.kimi = kimi
         self.model = kimi.alm
         self.max_new_tokens = max_new_tokens
@@ -65,8 +88,12 @@ class KimiAudioAdapter(ModelAdapter):
         """Load the way Kimi-Audio's users do: ``KimiAudio(model_path, load_detokenizer)`` (bf16 on the current GPU)."""
         import torch
 
+        from .envs import check_environment
+
+        check_environment(cls.name)
         kimia = require("kimia_infer.api.kimia", "Kimi-Audio",
-                        "git+https://github.com/MoonshotAI/Kimi-Audio (its requirements include flash-attn)")
+                        "git+https://github.com/MoonshotAI/Kimi-Audio (or `make env MODEL=kimi-audio`; its "
+                        "requirements include flash-attn)")
         if not torch.cuda.is_available():
             raise RuntimeError("Kimi-Audio's inference code runs on CUDA only (torch.cuda.current_device()); "
                                "no GPU is visible")
@@ -81,8 +108,14 @@ class KimiAudioAdapter(ModelAdapter):
         return self.kimi.generate(chats, output_type=output_type, audio_temperature=0.0, text_temperature=0.0,
                                   max_new_tokens=self.max_new_tokens)
 
+    def _run(self, chats, output_type, *, sites, capture, intervention):
+        return run_generate(self.model, {"chats": chats, "output_type": output_type}, sites=sites, capture=capture,
+                            intervention=intervention, fn=self._call, step_modules=STEP_MODULES)
+
     def evc(self, utts: Sequence[Utterance], targets: Sequence[str], *, capture: bool = False, intervention=None,
             scope: str = "lm", batch_size: int = 1):
+        from tqdm.auto import tqdm
+
         from ..audio import resample
 
         check_targets(utts, targets, tuple(EMOTION_WORDS))
@@ -90,13 +123,9 @@ class KimiAudioAdapter(ModelAdapter):
             raise ValueError("EVC needs audio output: load Kimi-Audio with load_detokenizer=True")
         sites = self.sites(scope) if (capture or intervention is not None) else None
         gens, parts = [], []
-        from tqdm.auto import tqdm
-
         for i in tqdm(range(len(utts)), desc=f"{self.name} EVC", leave=False):  # kimia_infer generates one at a time
-            inputs = {"chats": evc_chats(utts[i].path, targets[i]), "output_type": "both"}
-            (wav, text), stats = run_generate(self.model, inputs, sites=sites, capture=capture,
-                                              intervention=batch_rows(intervention, range(i, i + 1), len(utts)),
-                                              fn=self._call)
+            (wav, text), stats = self._run(evc_chats(utts[i].path, targets[i]), "both", sites=sites, capture=capture,
+                                           intervention=batch_rows(intervention, range(i, i + 1), len(utts)))
             audio = None if wav is None else resample(wav.detach().float().cpu().numpy().reshape(-1),
                                                      OUTPUT_SAMPLE_RATE, 16000)
             gens.append(Generation(text=str(text).strip(), audio=audio,
@@ -111,10 +140,8 @@ class KimiAudioAdapter(ModelAdapter):
         sites = self.sites(scope) if (capture or intervention is not None) else None
         gens, parts = [], []
         for i in range(len(utts)):
-            inputs = {"chats": ser_chats(utts[i].path, self.labels), "output_type": "text"}
-            (_, text), stats = run_generate(self.model, inputs, sites=sites, capture=capture,
-                                            intervention=batch_rows(intervention, range(i, i + 1), len(utts)),
-                                              fn=self._call)
+            (_, text), stats = self._run(ser_chats(utts[i].path, self.labels), "text", sites=sites, capture=capture,
+                                         intervention=batch_rows(intervention, range(i, i + 1), len(utts)))
             text = str(text).strip()
             gens.append(Generation(text=text, label=parse_emotion_answer(text, self.labels),
                                    extra={"utt_id": utts[i].id}))
