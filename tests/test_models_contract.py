@@ -255,3 +255,50 @@ def test_minicpm_failed_speech_is_an_error_not_silence(clips, monkeypatch, capsy
     assert "vocoder exploded" in capsys.readouterr().err
     with pytest.raises(ValueError, match="scope='lm'"):
         ad.ser(clips, scope="talker")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# environments: a model loaded under the wrong transformers names the command that builds its own
+# ------------------------------------------------------------------------------------------------------------------
+def test_wrong_environment_names_the_make_env_command(monkeypatch):
+    from esnlib.models import envs
+    from esnlib.models.registry import load_model
+
+    with pytest.raises(RuntimeError, match=r"make env MODEL=kimi-audio.*\.venv-kimi-audio/bin/python"):
+        envs.check_environment("kimi-audio-7b", "5.23.0")
+    with pytest.raises(RuntimeError, match="transformers 4.51.0.*make env MODEL=minicpm-o"):
+        envs.check_environment("minicpm-o-4.5", "4.49.0")
+    with pytest.raises(RuntimeError, match="make setup"):
+        envs.check_environment("qwen2.5-omni-7b", "4.51.0")
+    envs.check_environment("kimi-audio-7b", "4.49.0")
+    envs.check_environment("minicpm-o-4.5", "4.51.0")
+    envs.check_environment("qwen2.5-omni-7b", "5.23.0")
+    envs.check_environment("demo", "4.49.0")
+    # through the registry, by hub id, before any of the model's code is imported or downloaded
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "5.23.0")
+    with pytest.raises(RuntimeError, match="make env MODEL=kimi-audio"):
+        load_model("moonshotai/Kimi-Audio-7B-Instruct")
+    with pytest.raises(RuntimeError, match="make env MODEL=minicpm-o"):
+        load_model("minicpm-o-4.5", device="cpu")
+    from esnlib.models.minicpm_o import MiniCPMOAdapter
+
+    with pytest.raises(RuntimeError, match="make env MODEL=minicpm-o"):
+        MiniCPMOAdapter.from_pretrained("openbmb/MiniCPM-o-4_5", device="cpu")
+
+
+def test_env_constraints_pin_the_models_transformers():
+    import os
+
+    from esnlib.models import envs
+
+    base = os.path.join(os.path.dirname(__file__), "..", "constraints.txt")
+    for env, spec in envs.ENVS.items():
+        lines = envs.constraints(env, base)
+        names = [ln.split("==")[0].lower().replace("_", "-") for ln in lines]
+        assert f"transformers=={spec['transformers']}" in lines and names.count("transformers") == 1
+        assert "torch" not in names and "tokenizers" not in names and "huggingface-hub" not in names
+        assert "nnsight==0.8.1" in lines and len(names) == len(set(names))
+    assert envs.main(["torch", "no-such-model"]) == 2
+    assert envs.env_of("kimi-audio-7b") == "kimi-audio" and envs.env_of("qwen2-audio-7b") == envs.MAIN

@@ -31,8 +31,9 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def tiny_tokenizer(extra_special: dict | None = None):
-    """A word-level tokenizer with the Qwen special tokens at fixed ids, built offline with `tokenizers`."""
+def tiny_tokenizer(extra_special: dict | None = None, names: dict | None = None):
+    """A word-level tokenizer with the Qwen special tokens at fixed ids, built offline with `tokenizers`; ``names``
+    adds model-specific special-token attributes (``tok.audio_token`` ...), as the Qwen2.5-Omni tokenizer has."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -45,8 +46,13 @@ def tiny_tokenizer(extra_special: dict | None = None):
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tk.decoder = decoders.WordPiece()
+    extra = [k for k in special if k not in ("<pad>", "<unk>")]
+    if names:
+        tk.add_special_tokens(extra)
+        return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>",
+                                       eos_token="<|im_end|>", extra_special_tokens=names)
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>",
-                                   additional_special_tokens=[k for k in special if k not in ("<pad>", "<unk>")])
+                                   additional_special_tokens=extra)
 
 
 def tiny_qwen_omni():
@@ -146,15 +152,18 @@ def test_omni_evc_returns_text_and_16k_audio(omni, tmp_path):
         assert isinstance(g.text, str)
         assert g.audio.dtype == np.float32 and g.audio.ndim == 1 and g.audio.size > 0
         assert g.extra["target"] == target
-    # The same waveform as a bare generate, 24 kHz token2wav output resampled to 16 kHz (length ratio 2/3).
+    # The same waveform as a bare generate, 24 kHz token2wav output resampled to 16 kHz (length ratio 2/3), with
+    # token2wav's noise seeded by the sample's own seed: the persona is the whole system turn, the EVC instruction
+    # opens the user turn.
     from esnlib.audio import resample
-    from esnlib.models._hf import load_audios
-    from esnlib.models.qwen_omni import EVC_SYSTEM_PROMPT_QWEN, evc_instruction
+    from esnlib.models._hf import load_audios, sample_seed
+    from esnlib.models.qwen_omni import QWEN_OMNI_PERSONA, evc_user_text
 
-    torch.manual_seed(0)
     one = omni.evc(utts[:1], ["happy"])[0]
-    torch.manual_seed(0)
-    inputs = omni.build_inputs(load_audios(utts[:1]), [evc_instruction("happy")], EVC_SYSTEM_PROMPT_QWEN)
+    np.testing.assert_array_equal(one.audio, gens[0].audio)  # seeded per sample: batch and order do not matter
+    inputs = omni.build_inputs(load_audios(utts[:1]), [evc_user_text("happy")], QWEN_OMNI_PERSONA)
+    assert inputs["input_ids"][0].tolist().count(omni.tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3
+    torch.manual_seed(sample_seed(0, utts[0].id, "happy"))
     seq, raw = omni.model.generate(**inputs, speaker="Chelsie", thinker_max_new_tokens=4, talker_max_new_tokens=8,
                                    talker_do_sample=False, thinker_do_sample=False, token2wav_num_steps=2)
     expected = resample(raw.numpy(), 24000, 16000)
@@ -322,6 +331,97 @@ def test_ser_models_run_and_find_sites(which, request, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Qwen2.5-Omni: the processor path, thinker EOS, the processor fallback
+OMNI_TOKEN_NAMES = {"image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>", "video_token": "<|VIDEO|>",
+                    "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
+                    "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
+
+
+def omni_processor(monkeypatch):
+    """The real Qwen2_5OmniProcessor, built offline: a tokenizer carrying the Qwen2.5-Omni model-specific special
+    tokens, a WhisperFeatureExtractor and the PIL image processor. Its video processor needs torchvision, which
+    cannot load next to the CPU torch here, so only the constructor's class check for that one argument is
+    bypassed; no video is ever passed, and every text/audio step is the processor's own code."""
+    import transformers.processing_utils as pu
+    from transformers import Qwen2_5OmniProcessor, WhisperFeatureExtractor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    check = pu.ProcessorMixin.check_argument_for_proper_class
+    monkeypatch.setattr(pu.ProcessorMixin, "check_argument_for_proper_class",
+                        lambda self, name, arg: type(arg) if name == "video_processor" else check(self, name, arg))
+    tok = tiny_tokenizer({"<|IMAGE|>": IMG, "<|VIDEO|>": VID, "<|vision_bos|>": VS, "<|vision_eos|>": VE},
+                         names=OMNI_TOKEN_NAMES)
+    return Qwen2_5OmniProcessor(image_processor=Qwen2VLImageProcessorPil(), video_processor=object(),
+                                feature_extractor=WhisperFeatureExtractor(feature_size=N_MELS), tokenizer=tok)
+
+
+def test_omni_processor_path_equals_direct_path(omni, tmp_path, monkeypatch):
+    """Qwen2_5OmniProcessor (what real users get) builds the same tensors as the direct path the other tests use,
+    so EVC through it gives the same text and audio."""
+    from esnlib.models._hf import load_audios
+    from esnlib.models.qwen_omni import QWEN_OMNI_PERSONA, QwenOmniAdapter, evc_user_text
+
+    proc = QwenOmniAdapter(omni.model, processor=omni_processor(monkeypatch), max_new_tokens=4,
+                           talker_max_new_tokens=8, token2wav_kwargs={"num_steps": 2})
+    utts = write_utts(str(tmp_path), 2, seconds=(0.6, 1.3))
+    audios, texts = load_audios(utts), [evc_user_text("happy"), evc_user_text("sad")]
+    a = proc.build_inputs(audios, texts, QWEN_OMNI_PERSONA)
+    b = omni.build_inputs(audios, texts, QWEN_OMNI_PERSONA)
+    assert sorted(a) == sorted(b)
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert (a["attention_mask"][:, 0] == 0).any()  # different lengths: left padding happened
+    ga, gb = proc.evc(utts, ["happy", "sad"]), omni.evc(utts, ["happy", "sad"])
+    assert [g.text for g in ga] == [g.text for g in gb]
+    for x, y in zip(ga, gb):
+        np.testing.assert_array_equal(x.audio, y.audio)
+
+
+def test_omni_thinker_eos_from_the_tokenizer_when_the_config_has_none(tmp_path):
+    """A checkpoint whose thinker generation config has no EOS: the adapter passes the tokenizer's <|im_end|>, so the
+    thinker stops there and capture counts only the prompt positions when EOS comes first."""
+    from transformers import WhisperFeatureExtractor
+
+    from esnlib.models._hf import load_audios, ser_prompt
+    from esnlib.models.qwen_omni import QWEN_OMNI_PERSONA, QwenOmniAdapter
+
+    model = tiny_qwen_omni()
+    model.thinker.generation_config.eos_token_id = None
+    with torch.no_grad():
+        model.thinker.lm_head.bias = torch.nn.Parameter(torch.zeros(V))
+        model.thinker.lm_head.bias[2] = 1e4  # <|im_end|> always wins
+    ad = QwenOmniAdapter(model, tokenizer=tiny_tokenizer(), feature_extractor=WhisperFeatureExtractor(
+        feature_size=N_MELS), max_new_tokens=4)
+    assert ad.thinker_eos == [2]
+    utts = write_utts(str(tmp_path), 2)
+    gens, stats = ad.ser(utts, capture=True, batch_size=2)
+    assert [g.text for g in gens] == ["", ""]
+    mask = ad.build_inputs(load_audios(utts), [ser_prompt(ad.labels)] * 2, QWEN_OMNI_PERSONA)["attention_mask"]
+    assert stats.tokens.tolist() == mask.sum(1).tolist()
+
+
+def test_omni_processor_fallback_without_torchvision(tmp_path):
+    """A checkpoint folder whose processor cannot load (torchvision missing: transformers raises ImportError) falls
+    back to the tokenizer + WhisperFeatureExtractor, with a warning."""
+    import importlib.util
+    import json
+
+    from transformers import WhisperFeatureExtractor
+
+    from esnlib.models.qwen_omni import input_builders
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the processor loads")
+    tiny_tokenizer().save_pretrained(tmp_path)
+    fe = WhisperFeatureExtractor(feature_size=N_MELS).to_dict()
+    fe.update(image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2_5OmniProcessor")
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(fe))
+    with pytest.warns(UserWarning, match="Qwen2_5OmniProcessor unavailable"):
+        kw = input_builders(str(tmp_path))
+    assert sorted(kw) == ["feature_extractor", "tokenizer"] and kw["feature_extractor"].feature_size == N_MELS
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Kimi-Audio and MiniCPM-o: not runnable offline; module trees built from the transformers layer classes they use
 def test_kimi_audio_sites_on_a_tree_of_its_layer_type():
     from torch import nn
@@ -365,6 +465,7 @@ def test_kimi_audio_chats_and_missing_package(monkeypatch):
         return real_import(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_kimia)
+    monkeypatch.setattr("esnlib.models.envs.check_environment", lambda name: None)  # as in .venv-kimi-audio
     with pytest.raises(ImportError, match="kimia_infer.*pip install"):
         KimiAudioAdapter.from_pretrained("/nonexistent")
 

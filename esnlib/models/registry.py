@@ -53,7 +53,10 @@ def resolve(name_or_path: str) -> tuple[str, str | None]:
 
 def load_model(name_or_path: str, **kw):
     """The ModelAdapter for ``name_or_path`` (keyword arguments such as device=, dtype= go to its loader)."""
+    from .envs import check_environment
+
     name, ckpt = resolve(name_or_path)
+    check_environment(name)  # Kimi-Audio / MiniCPM-o need their own transformers: names `make env MODEL=...`
     module, cls_name, _ = MODELS[name]
     cls = getattr(importlib.import_module(module), cls_name)
     if name == "demo":
