@@ -5,10 +5,25 @@ Sites: LM side ``thinker.model.language_model.layers[i].mlp.act_fn`` (28 x 18,94
 gated MLPs are not ESN sites; token2wav has none. Inputs are built either by ``Qwen2_5OmniProcessor`` (real users) or directly from a tokenizer and a
 ``WhisperFeatureExtractor`` (the offline path the tiny tests run); both give the same tensors: a ChatML prompt with
 ``<|audio_bos|>`` + one ``<|AUDIO|>`` per audio-encoder output frame + ``<|audio_eos|>``, left-padded.
+
+Prompts: the system turn is exactly the persona sentence the model card requires for audio output (QwenLM/Qwen2.5-Omni
+README.md @ f8bf58c6, "Prompt for audio output": "the system prompt must be set as ..., otherwise the audio output
+may not work as expected"); the paper's fixed EVC instruction therefore opens the user turn, after the audio and
+before the sentence naming the target. SER uses the same persona.
+
+Decoding: greedy thinker and talker. Finished rows: the thinker's EOS ids are passed explicitly
+(``thinker_eos_token_id``: the checkpoint's ``thinker.generation_config.eos_token_id``, else the tokenizer's
+``<|im_end|>``), so generation stops there and capture stops counting a row there even when the checkpoint's
+generation config has none. token2wav starts its diffusion from ``torch.randn`` noise (transformers 5.23
+``Qwen2_5OmniToken2WavDiTModel.sample``) and runs once per sample; the adapter seeds it per sample with
+``sample_seed(seed, utterance id, target)``, so a waveform does not depend on the batch it is in, its order or
+the condition. On a GPU, bf16 and batch composition (padding changes the kernels' reduction order) can still change
+outputs slightly; compare conditions within one run, as the sweeps do.
 """
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -16,11 +31,11 @@ import numpy as np
 from ..corpora.base import Utterance
 from ..intervention import batch_rows
 from ._hf import (batches, check_targets, concat_stats, from_pretrained, load_audios, require, resolve_device,
-                  resolve_dtype, run_generate, ser_prompt)
+                  resolve_dtype, run_generate, sample_seed, ser_prompt)
 from .base import Generation, ModelAdapter
 
-# Qwen2.5-Omni only speaks with its own persona sentence in the system prompt (its model card warns that audio
-# output may fail otherwise), so the fixed EVC instruction follows it.
+# Qwen2.5-Omni only speaks with exactly this system prompt (QwenLM/Qwen2.5-Omni README.md @ f8bf58c6: "If users need
+# audio output, the system prompt must be set as ..."), so the fixed EVC instruction goes into the user turn.
 QWEN_OMNI_PERSONA = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
                      "auditory and visual inputs, as well as generating text and speech.")
 # The paper's fixed, emotion-agnostic EVC system prompt (EVC paper §4, Figure 1): convert, keep the words.
@@ -30,8 +45,6 @@ EVC_SYSTEM_PROMPT = ("You are an emotional voice conversion system. The user giv
                      "or comment on what is said.")
 # The user instruction naming the target emotion (the only part that changes with e_tgt).
 EVC_USER_PROMPT = "Convert the emotion of this speech to {emotion} while keeping the words the same."
-# The full EVC system prompt sent to Qwen2.5-Omni.
-EVC_SYSTEM_PROMPT_QWEN = f"{QWEN_OMNI_PERSONA} {EVC_SYSTEM_PROMPT}"
 EMOTION_WORDS = {"neutral": "neutral", "angry": "angry", "happy": "happy", "sad": "sad", "surprise": "surprised"}
 
 AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS = "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"
@@ -44,6 +57,11 @@ def evc_instruction(target: str) -> str:
     if target not in EMOTION_WORDS:
         raise ValueError(f"unknown target emotion {target!r}; use one of {tuple(EMOTION_WORDS)}")
     return EVC_USER_PROMPT.format(emotion=EMOTION_WORDS[target])
+
+
+def evc_user_text(target: str) -> str:
+    """Qwen2.5-Omni's EVC user text (after the audio): the paper's fixed EVC instruction, then the target sentence."""
+    return f"{EVC_SYSTEM_PROMPT} {evc_instruction(target)}"
 
 
 def chatml(system: str, user_text: str, n_audio_tokens: int | None) -> str:
@@ -69,7 +87,8 @@ class QwenOmniAdapter(ModelAdapter):
 
     def __init__(self, model, *, tokenizer=None, feature_extractor=None, processor=None, speaker: str = "Chelsie",
                  max_new_tokens: int = 256, talker_max_new_tokens: int = 4096, talker_do_sample: bool = False,
-                 token2wav_kwargs: dict | None = None, labels: Sequence[str] | None = None, name: str | None = None):
+                 token2wav_kwargs: dict | None = None, labels: Sequence[str] | None = None, name: str | None = None,
+                 seed: int = 0):
         if processor is None and (tokenizer is None or feature_extractor is None):
             raise ValueError("QwenOmniAdapter needs either processor=Qwen2_5OmniProcessor or both tokenizer= and "
                              "feature_extractor= (WhisperFeatureExtractor) for the direct input path")
@@ -90,6 +109,8 @@ class QwenOmniAdapter(ModelAdapter):
         self.talker_max_new_tokens = talker_max_new_tokens
         self.talker_do_sample = talker_do_sample
         self.token2wav_kwargs = dict(token2wav_kwargs or {})
+        self.seed = int(seed)
+        self.thinker_eos = self._thinker_eos()
         if labels is not None:
             self.labels = tuple(labels)
         if name is not None:
@@ -104,16 +125,37 @@ class QwenOmniAdapter(ModelAdapter):
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = from_pretrained(tr.Qwen2_5OmniForConditionalGeneration, name_or_path, device=dev,
                                 dtype=resolve_dtype(dtype, dev), **extra)
+        return cls(model, **input_builders(name_or_path), **kw)
+
+    def _thinker_eos(self) -> list[int]:
+        """The thinker's EOS ids: its generation config's, else the tokenizer's EOS and ``<|im_end|>``."""
+        cfg = getattr(getattr(self.model, "thinker", None), "generation_config", None)
+        eos = getattr(cfg, "eos_token_id", None)
+        if eos is not None:
+            return [int(e) for e in ([eos] if isinstance(eos, int) else eos)]
+        ids = [self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        ids = sorted({int(i) for i in ids if i is not None and i != self.tokenizer.unk_token_id})
+        if not ids:
+            raise ValueError("no EOS id for the thinker: neither its generation_config nor the tokenizer has one")
+        return ids
+
+    @contextmanager
+    def _seeded_token2wav(self, seeds: Sequence[int]):
+        """Seed the global RNG before each token2wav call (one per sample, in batch order) with that sample's seed."""
+        import torch
+
+        todo = iter(seeds)
+
+        def seed_next(module, args):
+            s = next(todo, None)
+            if s is not None:
+                torch.manual_seed(s)
+
+        handle = self.model.token2wav.register_forward_pre_hook(seed_next)
         try:
-            processor = tr.Qwen2_5OmniProcessor.from_pretrained(name_or_path)
-            return cls(model, processor=processor, **kw)
-        except (ImportError, OSError, ValueError) as e:
-            # The processor needs the image processor's packages (pillow, torchvision); the direct path does not.
-            warnings.warn(f"Qwen2_5OmniProcessor unavailable ({e}); building inputs from the tokenizer and "
-                          "WhisperFeatureExtractor directly")
-            tok = tr.AutoTokenizer.from_pretrained(name_or_path)
-            fe = tr.WhisperFeatureExtractor.from_pretrained(name_or_path)
-            return cls(model, tokenizer=tok, feature_extractor=fe, **kw)
+            yield
+        finally:
+            handle.remove()
 
     # -- sites ---------------------------------------------------------------------------------------------------
     def sites(self, scope: str = "lm") -> list:
@@ -176,18 +218,19 @@ class QwenOmniAdapter(ModelAdapter):
         if not self.has_talker:
             raise ValueError("EVC needs audio output: load Qwen2.5-Omni with its talker (enable_audio_output=True)")
         sites = self.sites(scope) if (capture or intervention is not None) else None
-        system = EVC_SYSTEM_PROMPT_QWEN
         gens, parts = [], []
         from tqdm.auto import tqdm
 
         for idx in tqdm(list(batches(len(utts), batch_size)), desc=f"{self.name} EVC", leave=False):
-            inputs = self.build_inputs(load_audios([utts[i] for i in idx]), [evc_instruction(targets[i]) for i in idx],
-                                       system)
+            inputs = self.build_inputs(load_audios([utts[i] for i in idx]), [evc_user_text(targets[i]) for i in idx],
+                                       QWEN_OMNI_PERSONA)
             kw = dict(speaker=self.speaker, thinker_max_new_tokens=self.max_new_tokens, thinker_do_sample=False,
-                      talker_max_new_tokens=self.talker_max_new_tokens, talker_do_sample=self.talker_do_sample,
+                      thinker_eos_token_id=self.thinker_eos, talker_max_new_tokens=self.talker_max_new_tokens,
+                      talker_do_sample=self.talker_do_sample,
                       **{f"token2wav_{k}": v for k, v in self.token2wav_kwargs.items()})
-            out, stats = run_generate(self.model, inputs, sites=sites, capture=capture,
-                                      intervention=batch_rows(intervention, idx, len(utts)), **kw)
+            with self._seeded_token2wav([sample_seed(self.seed, utts[i].id, targets[i]) for i in idx]):
+                out, stats = run_generate(self.model, inputs, sites=sites, capture=capture,
+                                          intervention=batch_rows(intervention, idx, len(utts)), **kw)
             seq, wavs = out
             if not isinstance(wavs, (list, tuple)):
                 wavs = [wavs]
@@ -214,8 +257,9 @@ class QwenOmniAdapter(ModelAdapter):
         for idx in tqdm(list(batches(len(utts), batch_size)), desc=f"{self.name} SER", leave=False):
             inputs = self.build_inputs(load_audios([utts[i] for i in idx]), [prompt] * len(idx), QWEN_OMNI_PERSONA)
             out, stats = run_generate(self.model, inputs, sites=sites, capture=capture,
-                                      intervention=batch_rows(intervention, idx, len(utts)), generation_mode="text", thinker_max_new_tokens=self.max_new_tokens,
-                                      thinker_do_sample=False)
+                                      intervention=batch_rows(intervention, idx, len(utts)), generation_mode="text",
+                                      thinker_max_new_tokens=self.max_new_tokens, thinker_do_sample=False,
+                                      thinker_eos_token_id=self.thinker_eos)
             seq = getattr(out, "sequences", out)
             for j, text in enumerate(self._decode(seq, inputs["input_ids"].shape[1])):
                 gens.append(Generation(text=text, label=parse_emotion_answer(text, self.labels),
@@ -226,4 +270,19 @@ class QwenOmniAdapter(ModelAdapter):
     def describe(self) -> dict:
         cfg = getattr(self.model, "config", None)
         return {"model": self.name, "speaker": self.speaker, "dtype": str(next(self.model.parameters()).dtype),
-                "revision": getattr(cfg, "_commit_hash", None) or "", "talker_do_sample": self.talker_do_sample}
+                "revision": getattr(cfg, "_commit_hash", None) or "", "talker_do_sample": self.talker_do_sample,
+                "token2wav_seed": self.seed}
+
+
+def input_builders(name_or_path: str) -> dict:
+    """The adapter's input-building keyword arguments for a checkpoint: ``processor=Qwen2_5OmniProcessor`` when it
+    loads, else ``tokenizer=`` and ``feature_extractor=`` (the processor's video processor needs torchvision: without
+    it transformers raises ImportError; a checkpoint without processor files raises OSError or ValueError)."""
+    tr = require("transformers", "Qwen2.5-Omni")
+    try:
+        return {"processor": tr.Qwen2_5OmniProcessor.from_pretrained(name_or_path)}
+    except (ImportError, OSError, ValueError) as e:
+        warnings.warn(f"Qwen2_5OmniProcessor unavailable ({str(e).strip()[:200]}); building inputs from the "
+                      "tokenizer and WhisperFeatureExtractor directly (same tensors)")
+        return {"tokenizer": tr.AutoTokenizer.from_pretrained(name_or_path),
+                "feature_extractor": tr.WhisperFeatureExtractor.from_pretrained(name_or_path)}
