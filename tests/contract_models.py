@@ -433,7 +433,7 @@ class TinyMiniCPMO(nn.Module):
 def tiny_kimi_adapter(**kw):
     from esnlib.models.kimi_audio import KimiAudioAdapter
 
-    return KimiAudioAdapter(TinyKimiAudio(), **kw)
+    return KimiAudioAdapter(TinyKimiAudio(), **{"max_new_tokens": 8, **kw})
 
 
 def tiny_minicpm_adapter(**kw):
