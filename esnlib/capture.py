@@ -95,7 +95,7 @@ def _envoy(model):
 
 
 def _generates(mod) -> bool:
-    """Whether ``mod.generate`` is a generation entry point. Before transformers 4.50 every PreTrainedModel inherits a
+    """Whether ``mod.generate`` is a generation entry point. Under transformers 4.x every PreTrainedModel inherits a
     ``generate``, bare decoders (Qwen2Model) included; their ``can_generate()`` says False, so ask it where it exists."""
     if not callable(getattr(mod, "generate", None)):
         return False
@@ -124,7 +124,7 @@ def _eos_ids(root, gen_path: str, gen_kwargs: dict) -> torch.Tensor | None:
         val = gen_kwargs[f"{prefix}_eos_token_id"]
     elif not prefix and "eos_token_id" in gen_kwargs:
         val = gen_kwargs["eos_token_id"]
-    # A root without ``generate`` (remote code under transformers >= 4.50, e.g. Kimi-Audio's
+    # A root without ``generate`` (remote code under transformers 5, e.g. Kimi-Audio's
     # MoonshotKimiaForCausalLM, driven by its own loop) has no defaults to read: nn.Module raises AttributeError.
     generate = getattr(root, "generate", None)
     if val is None and prefix and callable(generate):
@@ -409,9 +409,9 @@ class StatsStore:
             store = cls._open_locked(path)
         have = [(s["path"], int(s["width"])) for s in store.meta["sites"]]
         if have != [(s.path, int(s.width)) for s in sites]:
-            raise ValueError(f"the StatsStore at {path} holds statistics of other sites ({store.meta['n']} neurons over "
-                             f"{store.meta['s']} sites), not of these ({n_neurons(sites)} neurons over {len(sites)} "
-                             "sites); give these sites another path")
+            raise ValueError(f"the StatsStore at {path} holds statistics of other sites ({store.meta['n']} neurons "
+                             f"over {store.meta['s']} sites), not of these ({n_neurons(sites)} neurons over "
+                             f"{len(sites)} sites); give these sites another path")
         return store
 
     @classmethod

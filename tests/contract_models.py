@@ -8,7 +8,8 @@ are found and captured exactly as in the real models.
 
 Kimi-Audio (kimia_infer/api/kimia.py @ MoonshotAI/Kimi-Audio 2607d515; modeling_moonshot_kimia.py as ported in
 SolutionArichtect/Kimi-Audio-7B-Instruct-Ascend @ e62a3245):
-- ``alm`` subclasses ``Qwen2PreTrainedModel`` and nothing else, so under transformers >= 4.50 it has no ``generate``;
+- ``alm`` subclasses ``Qwen2PreTrainedModel`` and nothing else: under transformers 5 it has no ``generate`` (4.49
+  and 4.51 still give every PreTrainedModel one, whose ``can_generate()`` is False);
 - ``alm.model.layers`` (the LM) and ``alm.model.mimo_layers`` (the audio stack, branching off the LM at layer
   ``kimia_mimo_transformer_from_layer_index``) run in the same ``alm.model`` forward, LM layers first;
 - ``KimiAudio._generate_loop`` calls ``self.alm.forward(input_ids=audio ids, text_input_ids=..., whisper_input_feature,
@@ -158,7 +159,8 @@ def _kimia_classes():
 
     class TinyKimiaForCausalLM(Qwen2PreTrainedModel):
         """Subclasses Qwen2PreTrainedModel only, as MoonshotKimiaForCausalLM does: no ``generate`` under
-        transformers >= 4.50 (PreTrainedModel stopped inheriting GenerationMixin), one under 4.49."""
+        transformers 5 (PreTrainedModel no longer inherits GenerationMixin); under 4.49/4.51 an inherited one that
+        ``can_generate()`` disowns."""
 
         def __init__(self, config):
             super().__init__(config)

@@ -15,8 +15,9 @@ Where each pin comes from (read for this module; the commit is the one read):
 - Kimi-Audio: transformers 4.49.0 is the release Kimi-Audio's maintainers report working
   (github.com/MoonshotAI/Kimi-Audio issue #26, 2025-04-28: "4.49.0是可以跑通的"); its requirements.txt leaves
   transformers unpinned and pins torch==2.4.1 (MoonshotAI/Kimi-Audio requirements.txt @ 2607d515). Under
-  transformers >= 4.50 its ``MoonshotKimiaForCausalLM(Qwen2PreTrainedModel)`` has no ``generate`` and its attention
-  calls ``apply_rotary_pos_emb(q, k, cos, sin, position_ids)``, which 5.x rejects.
+  transformers 5 its ``MoonshotKimiaForCausalLM(Qwen2PreTrainedModel)`` has no ``generate`` and its attention calls
+  ``apply_rotary_pos_emb(q, k, cos, sin, position_ids)``, which 5.x's ``(q, k, cos, sin, unsqueeze_dim=1)`` rejects
+  (4.49 and 4.51 still take ``position_ids``).
 - MiniCPM-o 4.5: "Please ensure transformers==4.51.0 is installed" and ``torch>=2.3.0,<=2.8.0``,
   ``minicpmo-utils[all]>=1.0.5`` (OpenBMB/MiniCPM-o README.md @ 3ec4cb0e, "Inference using Hugging Face
   Transformers"); accelerate 1.12.0 (OpenBMB/minicpm-o-4_5-pytorch-simple-demo requirements.txt @ c7e16605).

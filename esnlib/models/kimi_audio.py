@@ -18,8 +18,8 @@ The call contract this adapter relies on, each fact with the file and commit it 
 - ``KimiAudio._generate_loop`` runs one sample (batch 1) and calls ``self.alm.forward(input_ids=<audio stream>,
   text_input_ids=..., whisper_input_feature, is_continuous_mask, position_ids, past_key_values, return_dict=False)``
   once per step -- the forward method itself, not ``generate`` [kimia.py @ 2607d515].
-- ``alm`` is ``MoonshotKimiaForCausalLM(Qwen2PreTrainedModel)``: no GenerationMixin, so no ``generate`` under
-  transformers >= 4.50. Its ``model`` (``MoonshotKimiaModel``) runs the LM stack ``model.layers[i]`` (28 x 18,944)
+- ``alm`` is ``MoonshotKimiaForCausalLM(Qwen2PreTrainedModel)``: no GenerationMixin of its own, so no ``generate``
+  under transformers 5 (4.49 and 4.51 still give every PreTrainedModel one, which ``can_generate()`` disowns). Its ``model`` (``MoonshotKimiaModel``) runs the LM stack ``model.layers[i]`` (28 x 18,944)
   and then the audio stack ``model.mimo_layers[j]`` (6 layers, branching off the LM at
   ``kimia_mimo_transformer_from_layer_index``) in one forward; both use ``Qwen2MLP``, so LM-side sites are
   ``model.layers[i].mlp.act_fn`` and speech-side sites ``model.mimo_layers[j].mlp.act_fn``. Its attention calls
