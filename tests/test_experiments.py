@@ -124,7 +124,8 @@ def fake_builder(monkeypatch):
 
 def test_missing_corpus_root_is_an_error_not_a_demo_corpus(tmp_path, fake_builder):
     typo = tmp_path / "nonexistent"
-    with pytest.raises(X.CorpusError, match=rf"corpus root {re.escape(str(typo))} does not exist; check the path.*corpus='demo'"):
+    with pytest.raises(X.CorpusError,
+                       match=rf"corpus root {re.escape(str(typo))} does not exist; check the path.*corpus='demo'"):
         X.load_world(corpus_root=typo, adapter=_NoModel(), judges="prosody", naturalness=None,
                      results_dir=tmp_path / "results")
     (tmp_path / "empty").mkdir()
@@ -224,7 +225,8 @@ def test_naturalness_reported_with_its_n():
     cols = list(t2.columns)
     assert cols[cols.index("naturalness") + 1: cols.index("naturalness") + 3] == ["naturalness_n", "naturalness_note"]
     assert t2.loc["avg", "naturalness_n"] == 48 and t2.loc["avg", "naturalness_note"] == ""
-    assert t2.loc["sad", "naturalness_n"] == 12 and t2.loc["sad", "naturalness_note"] == "(n=12 clips of 12 sources, few clips)"
+    assert t2.loc["sad", "naturalness_n"] == 12
+    assert t2.loc["sad", "naturalness_note"] == "(n=12 clips of 12 sources, few clips)"
     # Table 2's "2.91" case: only two clips of one source were scored
     few = base.assign(naturalness=np.nan)
     few.loc[(few["utt_id"] == "u0") & few["target"].isin(["angry", "happy"]), "naturalness"] = 2.91

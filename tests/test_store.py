@@ -162,8 +162,8 @@ def test_stale_temporary_files_are_cleaned_live_ones_kept(tmp_path):
     d = tmp_path / "evc"
     d.mkdir(parents=True)
     host = fsutil._HOST
-    stale = [d / f".abcd.parquet.{host}.{dead}.0123abcd.tmp", tmp_path / "audio" / "k" / f".x.wav.{host}.{dead}.0123abcd.tmp",
-             d / ".old.json.otherhost.1.deadbeef.tmp"]
+    stale = [d / f".abcd.parquet.{host}.{dead}.0123abcd.tmp",
+             tmp_path / "audio" / "k" / f".x.wav.{host}.{dead}.0123abcd.tmp", d / ".old.json.otherhost.1.deadbeef.tmp"]
     live = [d / f".efgh.parquet.{host}.{os.getpid()}.0123abcd.tmp", d / ".new.json.otherhost.1.deadbeef.tmp"]
     for f in stale + live:
         f.parent.mkdir(parents=True, exist_ok=True)
