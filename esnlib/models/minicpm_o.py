@@ -24,6 +24,9 @@ OpenBMB/MiniCPM-o @ 3ec4cb0e868b22d0b0dcfed5546edb50900bc878 for loading]:
   once per step -- never ``tts.forward`` -- and draws every code with ``torch.multinomial`` (temperature 0.8, top-p
   0.85, top-k 25 by default; the first code from the full softmax; no greedy branch). CosyVoice2's flow matching
   starts from noise too.
+- The speech condition is sliced from ``<|tts_bos|>`` up to ``<|tts_eos|>``; a reply cut at ``max_new_tokens`` before
+  ``<|tts_eos|>`` makes the slices of tokens and hidden states differ by one and the speech step fail (seen running
+  the real remote code on a tiny config).
 
 Hence: audio goes to a temporary file and is read back; text is greedy (``do_sample=False, num_beams=1``); the
 speech side cannot be made greedy by any argument (sampling is hard-wired and the first code skips the warpers),
@@ -125,7 +128,9 @@ class MiniCPMOAdapter(ModelAdapter):
             text = self.model.chat(**kw, use_tts_template=True, generate_audio=True, output_audio_path=path)
             if not os.path.exists(path):
                 raise RuntimeError("MiniCPM-o's chat() returned no speech: its speech step failed, and chat() "
-                                   "catches that error and prints its traceback (see above) instead of raising")
+                                   "catches that error and prints its traceback (see above) instead of raising. "
+                                   "A reply cut at max_new_tokens before <|tts_eos|> fails this way (a size "
+                                   f"mismatch); max_new_tokens is {self.max_new_tokens}")
             return str(text), load_wav(path, 16000)
 
     def _run(self, msgs, generate_audio, seed, *, sites, capture, intervention):
