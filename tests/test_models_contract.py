@@ -17,14 +17,6 @@ import esnlib
 KINDS = ("steer", "add", "clamp", "deactivate")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     return cm.write_clips(str(tmp_path_factory.mktemp("clips")), 2)
@@ -81,6 +73,17 @@ def _check_served(stats, sites, idx, kind, alpha):
         assert (pos == tok).all() and (s >= alpha * tok - 1e-3).all()
     elif kind == "add":  # alpha above |min SiLU| (0.28): g + alpha > 0 everywhere
         assert (pos == tok).all() and (s > (alpha - 0.28) * tok).all()
+
+
+def _check_steer(ad, clips, idx, scope):
+    """Steering with alpha 0 is the identity; a strong steer changes the text or the speech."""
+    base = ad.evc(clips, ["happy", "sad"])
+    _same(ad.evc(clips, ["happy", "sad"], scope=scope,
+                 intervention=esnlib.Intervention(index=idx, kind="steer", alpha=0.0)), base)
+    moved = ad.evc(clips, ["happy", "sad"], scope=scope,
+                   intervention=esnlib.Intervention(index=idx, kind="steer", alpha=50.0))
+    assert [g.text for g in moved] != [g.text for g in base] or any(
+        a.audio.shape != b.audio.shape or not np.array_equal(a.audio, b.audio) for a, b in zip(moved, base))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -161,15 +164,8 @@ def test_kimi_interventions(kimi, clips, kind, scope):
     assert len(gens) == 2 and all(g.audio is not None for g in gens)
     _check_served(stats, sites, idx, kind, alpha)
     assert len(kimi.ser(clips, intervention=iv, scope=scope)) == 2
-    if kind == "steer":  # alpha 0 is the identity; a strong steer changes the output
-        _same(kimi.evc(clips, ["happy", "sad"], scope=scope,
-                       intervention=esnlib.Intervention(index=idx, kind="steer", alpha=0.0)),
-              kimi.evc(clips, ["happy", "sad"]))
-        moved = kimi.evc(clips, ["happy", "sad"], scope=scope,
-                         intervention=esnlib.Intervention(index=idx, kind="steer", alpha=50.0))
-        base = kimi.evc(clips, ["happy", "sad"])
-        assert [g.text for g in moved] != [g.text for g in base] or any(
-            a.audio.shape != b.audio.shape or not np.array_equal(a.audio, b.audio) for a, b in zip(moved, base))
+    if kind == "steer":
+        _check_steer(kimi, clips, idx, scope)
 
 
 def test_kimi_rowwise_intervention_is_sliced_per_sample(kimi, clips):
@@ -231,14 +227,7 @@ def test_minicpm_interventions(minicpm, clips, kind, scope):
     if scope == "lm":
         assert len(minicpm.ser(clips, intervention=iv)) == 2
     if kind == "steer":
-        _same(minicpm.evc(clips, ["happy", "sad"], scope=scope,
-                          intervention=esnlib.Intervention(index=idx, kind="steer", alpha=0.0)),
-              minicpm.evc(clips, ["happy", "sad"]))
-        moved = minicpm.evc(clips, ["happy", "sad"], scope=scope,
-                            intervention=esnlib.Intervention(index=idx, kind="steer", alpha=50.0))
-        base = minicpm.evc(clips, ["happy", "sad"])
-        assert [g.text for g in moved] != [g.text for g in base] or any(
-            a.audio.shape != b.audio.shape or not np.array_equal(a.audio, b.audio) for a, b in zip(moved, base))
+        _check_steer(minicpm, clips, idx, scope)
 
 
 def test_minicpm_failed_speech_is_an_error_not_silence(clips, monkeypatch, capsys):
