@@ -2,7 +2,7 @@
 the report and the audio files are written, and a broken adapter is reported as a failure."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is not a package
+    try:
+        return importlib.import_module("gpu_check")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
 
 
 def _need(attr):

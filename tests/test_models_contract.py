@@ -75,6 +75,41 @@ def _check_served(stats, sites, idx, kind, alpha):
         assert (pos == tok).all() and (s > (alpha - 0.28) * tok).all()
 
 
+def _capture_rows(ad, clips, task, scope):
+    """Capture over two inputs: outputs unchanged, one row per input, row 1 equal to input 1 captured alone (whose
+    statistics are returned, for the caller to compare with the positions its model fed)."""
+    targets = ["happy", "sad"]
+
+    def run(rows, **kw):
+        utts = [clips[i] for i in rows]
+        return ad.evc(utts, [targets[i] for i in rows], **kw) if task == "evc" else ad.ser(utts, **kw)
+
+    plain = run([0, 1])
+    gens, stats = run([0, 1], capture=True, scope=scope)
+    _same(gens, plain)
+    sites = ad.sites(scope)
+    assert stats.positive.shape == (2, sites[-1].stop) and stats.site_tokens.shape == (2, len(sites))
+    _, one = run([1], capture=True, scope=scope)
+    np.testing.assert_array_equal(one.positive[0], stats.positive[1])
+    np.testing.assert_array_equal(one.site_tokens[0], stats.site_tokens[1])
+    return one
+
+
+def _intervene(ad, clips, kind, scope):
+    """EVC with every other neuron of the scope edited (capture on): speech for every sample, the edit visible in
+    the served statistics; for steering, alpha 0 is the identity and a strong steer changes the output."""
+    sites = ad.sites(scope)
+    idx = _half_mask(sites)
+    alpha = {"steer": 1.0, "add": 2.0, "clamp": 0.5, "deactivate": 0.0}[kind]
+    iv = esnlib.Intervention(index=idx, kind=kind, alpha=alpha)
+    gens, stats = ad.evc(clips, ["happy", "sad"], capture=True, scope=scope, intervention=iv)
+    assert len(gens) == 2 and all(g.audio is not None for g in gens)
+    _check_served(stats, sites, idx, kind, alpha)
+    if kind == "steer":
+        _check_steer(ad, clips, idx, scope)
+    return iv
+
+
 def _check_steer(ad, clips, idx, scope):
     """Steering with alpha 0 is the identity; a strong steer changes the text or the speech."""
     base = ad.evc(clips, ["happy", "sad"])
@@ -138,34 +173,15 @@ def test_kimi_evc_and_ser(kimi, clips):
 def test_kimi_capture_every_scope(kimi, clips, scope, task):
     """Capture on a root without generate, through a loop calling alm.forward: outputs unchanged, one row per input,
     every position the loop feeds counted on both stacks (both run in alm.model once per step)."""
-    run = (lambda **kw: kimi.evc(clips, ["happy", "sad"], **kw)) if task == "evc" else (
-        lambda **kw: kimi.ser(clips, **kw))
-    plain = run()
-    gens, stats = run(capture=True, scope=scope)
-    _same(gens, plain)
-    sites = kimi.sites(scope)
-    assert stats.positive.shape == (2, sites[-1].stop) and stats.site_tokens.shape == (2, len(sites))
-    # row 1 alone: the same counts, equal to the positions the last call fed alm.forward
-    _, one = (kimi.evc(clips[1:], ["sad"], capture=True, scope=scope) if task == "evc" else
-              kimi.ser(clips[1:], capture=True, scope=scope))
-    assert (one.site_tokens[0] == kimi.kimi.positions_fed).all()
-    np.testing.assert_array_equal(one.positive[0], stats.positive[1])
-    np.testing.assert_array_equal(one.site_tokens[0], stats.site_tokens[1])
+    one = _capture_rows(kimi, clips, task, scope)
+    assert (one.site_tokens[0] == kimi.kimi.positions_fed).all()  # what the last call fed alm.forward
 
 
 @pytest.mark.parametrize("scope", ["lm", "talker"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_kimi_interventions(kimi, clips, kind, scope):
-    sites = kimi.sites(scope)
-    idx = _half_mask(sites)
-    alpha = {"steer": 1.0, "add": 2.0, "clamp": 0.5, "deactivate": 0.0}[kind]
-    iv = esnlib.Intervention(index=idx, kind=kind, alpha=alpha)
-    gens, stats = kimi.evc(clips, ["happy", "sad"], capture=True, scope=scope, intervention=iv)
-    assert len(gens) == 2 and all(g.audio is not None for g in gens)
-    _check_served(stats, sites, idx, kind, alpha)
+    iv = _intervene(kimi, clips, kind, scope)
     assert len(kimi.ser(clips, intervention=iv, scope=scope)) == 2
-    if kind == "steer":
-        _check_steer(kimi, clips, idx, scope)
 
 
 def test_kimi_rowwise_intervention_is_sliced_per_sample(kimi, clips):
@@ -199,35 +215,17 @@ def test_minicpm_evc_returns_audio_seeded_per_sample(minicpm, clips):
 def test_minicpm_capture_every_scope(minicpm, clips, task, scope):
     """Greedy (one row, not 3 beams) LM capture and TTS capture where its loop runs (tts.model): outputs unchanged,
     one row per input, every position fed counted."""
-    run = (lambda **kw: minicpm.evc(clips, ["happy", "sad"], **kw)) if task == "evc" else (
-        lambda **kw: minicpm.ser(clips, **kw))
-    plain = run()
-    gens, stats = run(capture=True, scope=scope)
-    _same(gens, plain)
-    sites = minicpm.sites(scope)
-    assert stats.positive.shape == (2, sites[-1].stop) and stats.site_tokens.shape == (2, len(sites))
-    _, one = (minicpm.evc(clips[1:], ["sad"], capture=True, scope=scope) if task == "evc" else
-              minicpm.ser(clips[1:], capture=True, scope=scope))
-    m = minicpm.model
-    want = {"lm": m.llm_positions_fed, "talker": m.tts.positions_fed}
-    assert one.site_tokens[0].tolist() == [want[s.side] for s in sites]
-    np.testing.assert_array_equal(one.positive[0], stats.positive[1])
+    one = _capture_rows(minicpm, clips, task, scope)
+    want = {"lm": minicpm.model.llm_positions_fed, "talker": minicpm.model.tts.positions_fed}
+    assert one.site_tokens[0].tolist() == [want[s.side] for s in minicpm.sites(scope)]
 
 
 @pytest.mark.parametrize("scope", ["lm", "talker"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_minicpm_interventions(minicpm, clips, kind, scope):
-    sites = minicpm.sites(scope)
-    idx = _half_mask(sites)
-    alpha = {"steer": 1.0, "add": 2.0, "clamp": 0.5, "deactivate": 0.0}[kind]
-    iv = esnlib.Intervention(index=idx, kind=kind, alpha=alpha)
-    gens, stats = minicpm.evc(clips, ["happy", "sad"], capture=True, scope=scope, intervention=iv)
-    assert all(g.audio is not None for g in gens)
-    _check_served(stats, sites, idx, kind, alpha)
-    if scope == "lm":
+    iv = _intervene(minicpm, clips, kind, scope)
+    if scope == "lm":  # SER makes no speech: LM side only
         assert len(minicpm.ser(clips, intervention=iv)) == 2
-    if kind == "steer":
-        _check_steer(minicpm, clips, idx, scope)
 
 
 def test_minicpm_failed_speech_is_an_error_not_silence(clips, monkeypatch, capsys):
