@@ -64,7 +64,7 @@ lab: setup
 
 ## rebuild the demo world's pieces (weights are committed; these reproduce them)
 demo-corpus: setup
-	$(BIN)/python scripts/make_demo_corpus.py --root data/demo_corpus
+	$(BIN)/python scripts/make_demo_corpus.py --out data/demo_corpus
 
 demo-model: setup
 	$(BIN)/python scripts/train_demo_model.py --out esnlib/assets/demo_lalm

@@ -256,6 +256,61 @@ def paired_bootstrap_ci(
     return CI(float(stat(t) - stat(b)), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
 
 
+def mcnemar_p(treated, baseline) -> float:
+    """Exact (binomial) McNemar p-value for paired 0/1 outcomes: are treated-only and baseline-only successes
+    equally likely? 1.0 when no pair is discordant."""
+    from scipy.stats import binomtest
+
+    t = np.asarray(treated, dtype=bool).ravel()
+    b = np.asarray(baseline, dtype=bool).ravel()
+    n01, n10 = int((t & ~b).sum()), int((~t & b).sum())
+    return 1.0 if n01 + n10 == 0 else float(binomtest(min(n01, n10), n01 + n10, 0.5).pvalue)
+
+
+def clustered_mean_ci(diffs, clusters, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> CI:
+    """Mean of paired differences with a cluster bootstrap CI: whole clusters (source utterances, which appear under
+    several e_tgt / e_mask) are resampled, so pairs that share a source are not counted as independent."""
+    d = np.asarray(diffs, dtype=float).ravel()
+    if d.size == 0:
+        return CI(float("nan"), float("nan"), float("nan"))
+    _, cl = np.unique(np.asarray(clusters).ravel(), return_inverse=True)
+    k = int(cl.max()) + 1
+    sums, counts = np.bincount(cl, d, k), np.bincount(cl, None, k).astype(float)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = (w @ sums) / (w @ counts)
+    a = (1 - level) / 2
+    return CI(float(d.mean()), float(np.nanquantile(boots, a)), float(np.nanquantile(boots, 1 - a)))
+
+
+def paired_effects(pairs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Self / cross / gap of Δ emotion match (pp) with 95 % cluster-bootstrap CIs, McNemar's p for the self pairs, and
+    the Δ of the judge's posterior of e_tgt (pp), from paired rows.
+
+    ``pairs``: one row per (source, e_tgt, e_mask) with ``utt_id``, ``target`` (e_tgt), ``mask_emotion`` (e_mask),
+    ``match`` / ``match_base`` (0/1) and optionally ``post`` / ``post_base`` (posterior of e_tgt). Self pairs are
+    those with e_mask == e_tgt. ``n_pairs`` counts the self pairs (the diagonal), ``n_cross_pairs`` the others.
+    """
+    d = pairs["match"].astype(float).to_numpy() - pairs["match_base"].astype(float).to_numpy()
+    is_self = (pairs["mask_emotion"] == pairs["target"]).to_numpy()
+    utt = pairs["utt_id"].to_numpy()
+    out: dict[str, float] = {}
+    ci = clustered_mean_ci(d[is_self], utt[is_self], n_boot, seed=seed)
+    out.update(self=100 * ci.estimate, self_lo=100 * ci.low, self_hi=100 * ci.high)
+    ci = clustered_mean_ci(d[~is_self], utt[~is_self], n_boot, seed=seed)
+    out.update(cross=100 * ci.estimate, cross_lo=100 * ci.low, cross_hi=100 * ci.high)
+    out["gap"] = out["self"] - out["cross"] if (~is_self).any() else float("nan")
+    out["n_pairs"], out["n_cross_pairs"] = int(is_self.sum()), int((~is_self).sum())
+    out["mcnemar_p"] = mcnemar_p(pairs["match"].to_numpy()[is_self], pairs["match_base"].to_numpy()[is_self])
+    if "post" in pairs and pairs["post"].notna().any():
+        dp = pairs["post"].astype(float).to_numpy() - pairs["post_base"].astype(float).to_numpy()
+        ok = is_self & np.isfinite(dp)
+        ci = clustered_mean_ci(dp[ok], utt[ok], n_boot, seed=seed)
+        out.update(d_post=100 * ci.estimate, d_post_lo=100 * ci.low, d_post_hi=100 * ci.high)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Mask similarity (Table 5) and layer distributions (Figure 9)
 # ----------------------------------------------------------------------------------------------------------------

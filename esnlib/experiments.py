@@ -36,21 +36,28 @@ from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it
 #: the paper's identification defaults (EVC paper, section 5.2): c = 50, r = 0.5 %, steering with α = 1.0
 PAPER_RATE = 0.005
 PAPER_CAP = 50
-#: The demo LALM's thinker has about a thousand gated-MLP neurons (4 layers x 256 in the committed model;
-#: Qwen2.5-Omni-7B: 28 x 18,944 = 530k), where r = 0.5 % is ~5 neurons. Every rate of the paper is multiplied by
-#: RATE_SCALE (default r = 2 %, ~20 neurons per emotion); the sweep of notebook 03 keeps the paper's ratios
-#: (0.1 : 0.3 : 0.5 : 1.0). The notebooks print the neuron count that results.
-RATE_SCALE = 4.0
+PAPER_ALPHA = 1.0
+#: The demo LALM's thinker (SmolLM2-135M, 30 x 1,536 = 46,080 gate neurons; Qwen2.5-Omni-7B: 530k) uses twice the
+#: paper's rate, r = 1 % (460 neurons per emotion), at the paper's α = 1. Chosen on the DEVELOPMENT split (never on
+#: TEST; docs/demo_world.md has the table): at r = 0.5 % the self effect of α = 1 was +3.8 / +4.4 pp (CIs touching
+#: 0), at r = 1 % it was +6.9 / +7.5 pp with ΔWER +10 pp; stronger α raised WER faster than the self effect.
+RATE_SCALE = 2.0
 DEMO_RATE = PAPER_RATE * RATE_SCALE
+DEMO_ALPHA = 1.0
 PAPER_RATES = (0.001, 0.003, 0.005, 0.010)
 DEMO_RATES = tuple(r * RATE_SCALE for r in PAPER_RATES)
 CAPS = (10, 20, 50, 100)
 ALPHAS = (0.3, 0.5, 1.0, 2.0)
+#: the α sweep on the demo LALM: the paper's 0.5, 1 and 2 (its 0.3 left out to fit the CPU budget)
+DEMO_ALPHAS = (0.5, 1.0, 2.0)
 #: method-specific strengths for Figure 6 (the paper picks α per kind to keep strength roughly comparable)
 KIND_ALPHAS = {"steer": 1.0, "add": 0.5, "clamp": 0.5, "deactivate": 0.0}
 SELECTORS = ("LAP", "LAPE", "MAD", "CAS", "random")
 MAX_WER = 0.15
 SPLITS = ("IDENTIFICATION", "DEVELOPMENT", "TEST-SEEN", "TEST-UNSEEN")
+#: the paper computes every result on TEST-SEEN and TEST-UNSEEN together; "TEST" is that pool (the default)
+POOLED_SPLITS = {"TEST": ("TEST-SEEN", "TEST-UNSEEN")}
+TEST = "TEST"
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -108,7 +115,8 @@ class World:
     batch_size: int = 16
     shard_size: int = 16
     audio_per_shard: int = 1
-    naturalness_per_shard: int = 2
+    #: generated samples per shard scored for naturalness (the first ones); None: every sample
+    naturalness_per_shard: int | None = None
     seed: int = 0
     progress: bool = True
     share_capture: bool = True
@@ -135,20 +143,32 @@ class World:
             "corpus_fp": self.corpus_fp,
             "judges": fingerprint(judges),
             "naturalness_judge": str(nat),
-            "naturalness_per_shard": int(self.naturalness_per_shard) if nat else 0,
+            "naturalness_per_shard": (-1 if self.naturalness_per_shard is None else int(self.naturalness_per_shard))
+            if nat else 0,
             "task": task,
             "scope": scope,
         }
 
     # -- utterances
     def split(self, name: str, n: int | None = None, emotion: str | None = "neutral", seed: int | None = None) -> list[Utterance]:
-        """Utterances of one Table 1 split (EVC sources are ``neutral``; ``emotion=None`` for all).
+        """Utterances of one Table 1 split, or of ``"TEST"`` (TEST-SEEN + TEST-UNSEEN, as the paper pools its
+        results); EVC sources are ``neutral``, ``emotion=None`` for all.
 
         ``n`` takes a seeded subsample that is nested (the first 20 of a 40-sample draw are the 20-sample draw) and
-        spread over speakers (round robin over speakers in a seeded order).
+        spread over speakers (round robin over speakers in a seeded order); the pooled split interleaves its parts
+        in proportion to their sizes, so any ``n`` keeps the paper's seen/unseen mix.
         """
+        if name in POOLED_SPLITS:
+            parts = [self.split(p, None, emotion, seed) for p in POOLED_SPLITS[name]]
+            total = sum(map(len, parts))
+            out, taken = [], [0] * len(parts)
+            while len(out) < total:
+                k = max(range(len(parts)), key=lambda i: (len(out) + 1) * len(parts[i]) / total - taken[i])
+                out.append(parts[k][taken[k]])
+                taken[k] += 1
+            return out if n is None else out[: int(n)]
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS + tuple(POOLED_SPLITS)}")
         pool = [u for u in self.utts if u.split == name and (emotion is None or u.emotion == emotion)]
         if not pool:
             raise CorpusError(f"split {name} has no {emotion or ''} utterances in corpus {self.corpus!r}: "
@@ -269,7 +289,7 @@ def load_world(
     batch_size: int = 16,
     shard_size: int = 16,
     audio_per_shard: int = 1,
-    naturalness_per_shard: int = 2,
+    naturalness_per_shard: int | None = None,
     seed: int = 0,
     build_corpus: bool = True,
     n_utts: int | None = None,
@@ -377,23 +397,31 @@ def _load_judge(name: str, device: str = "cpu"):
 
 # ------------------------------------------------------------------------------------------------------ generation
 def _judge_rows(world: World, audios: list, task_rows: list[dict], n_naturalness: int | None = None) -> None:
-    """Add pred_<judge>, match_<judge> and naturalness to rows in place (None audio -> no label, NaN score).
+    """Add pred_<judge>, match_<judge>, post_<judge> (the judge's posterior of the row's e_tgt, when the judge gives
+    posteriors) and naturalness to rows in place (None audio -> no label, NaN scores).
 
-    Naturalness (DNSMOS is ~1 s per clip on a CPU core) is scored on the first ``n_naturalness`` rows only (None:
-    all); the others get NaN, and summaries average over the pairs where both sides have a score.
+    Naturalness is scored on the first ``n_naturalness`` rows only (None: every row, the default).
     """
     # clips shorter than 0.1 s or silent (e.g. an empty decoded text) get no label and a NaN score
     ok = [i for i, a in enumerate(audios) if a is not None and len(a) >= 1600 and np.any(np.asarray(a) != 0)]
     clips = [audios[i] for i in ok]
     for name, judge in world.judges.items():
-        preds = judge.predict(clips, sample_rate=16000) if clips else []
-        col = [None] * len(audios)
-        for i, p in zip(ok, preds):
-            col[i] = p
-        for r, p in zip(task_rows, col):
+        col, post = [None] * len(audios), [float("nan")] * len(audios)
+        if clips and hasattr(judge, "predict_proba") and hasattr(judge, "labels"):
+            proba = np.asarray(judge.predict_proba(clips, sample_rate=16000))
+            labels = list(judge.labels)
+            for i, p in zip(ok, proba):
+                col[i] = labels[int(np.argmax(p))]
+                t = task_rows[i].get("target")
+                post[i] = float(p[labels.index(t)]) if t in labels else float("nan")
+        elif clips:
+            for i, p in zip(ok, judge.predict(clips, sample_rate=16000)):
+                col[i] = p
+        for r, p, q in zip(task_rows, col, post):
             r[f"pred_{name}"] = p
             if "target" in r:
                 r[f"match_{name}"] = bool(p is not None and p == r["target"])
+                r[f"post_{name}"] = q
     if world.naturalness is not None:
         nat = [i for i in ok if n_naturalness is None or i < n_naturalness]
         scores = world.naturalness.score([audios[i] for i in nat], sample_rate=16000) if nat else []
@@ -571,7 +599,7 @@ def _reuse_generation(world: World, table: str, gen0: dict, shard_fp: str, cond:
     if not src_path.exists():
         return False
     old = pd.read_parquet(src_path)
-    keep = [c for c in old.columns if c in _ROW_COLS or c.startswith(("pred_", "match_"))]
+    keep = [c for c in old.columns if c in _ROW_COLS or c.startswith(("pred_", "match_", "post_"))]
     world.store.write(table, cond, old[keep])
     return True
 
@@ -613,9 +641,11 @@ def _evc_rows(world: World, src, tgt, sample_ids, cond: dict, gens) -> pd.DataFr
     for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
         hyp = g.text or ""
         speech = (g.extra or {}).get("speech_tokens")
+        prosody = (g.extra or {}).get("prosody")
         rows.append({"utt_id": u.id, "sample_id": sample_ids[j], "speaker": u.speaker, "split": u.split,
                      "target": t, "text": u.text, "hyp": hyp, "wer": float(sample_wer(u.text, hyp)),
                      "speech_tokens": " ".join(map(str, speech)) if speech is not None else "",
+                     "prosody": json.dumps({k: round(float(v), 3) for k, v in prosody.items()}) if prosody else "",
                      "audio_path": ""})
     audios = [g.audio for g in gens]
     # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
@@ -666,19 +696,20 @@ def _evc_on_grid(world: World, shards, targets, specs, ivs, scope: str, table: s
                 _write_alias(world, table, gen0, shard_fp, cond)
 
 
-_ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "audio_path",
+_ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "prosody",
+             "audio_path",
              "naturalness")
 
 
 # ------------------------------------------------------------------------------------------- baseline / identify
-def baseline(world: World, split: str = "TEST-SEEN", n: int | None = None, targets: Sequence[str] = TARGET_EMOTIONS,
+def baseline(world: World, split: str = TEST, n: int | None = None, targets: Sequence[str] = TARGET_EMOTIONS,
              capture: bool = False, scope: str = "lm") -> pd.DataFrame:
     """Unintervened EVC on the neutral utterances of ``split`` (Table 2). Shared by every notebook through the store.
 
     ``capture=True`` (identification) also stores per-sample statistics for ``scope``.
     """
     utts = world.split(split, n)
-    return run_evc(world, utts, targets, condition={"split": split}, capture=capture, scope=scope,
+    return run_evc(world, utts, targets, condition={"eval_split": split}, capture=capture, scope=scope,
                    desc=f"baseline {split}")
 
 
@@ -837,28 +868,31 @@ def evaluate_masks(
     maskset: MaskSet,
     kind: str = "steer",
     alpha: float = 1.0,
-    split: str = "TEST-SEEN",
+    split: str = TEST,
     n: int | None = None,
     targets: Sequence[str] = TARGET_EMOTIONS,
     mask_emotions: Sequence[str] | None = None,
     positions: str = "all",
+    n_cross: int | None = None,
 ) -> pd.DataFrame:
     """Generate with each e_mask's ESNs intervened, for every e_tgt: rows for the e_mask x e_tgt table.
 
     Masks with identical indices (the random control gives one mask to every emotion) are generated once and stored
-    under each e_mask (greedy decoding is deterministic, so this is the same result, cheaper).
+    under each e_mask (greedy decoding is deterministic, so this is the same result, cheaper). ``n_cross``: see
+    :func:`evaluate_settings`.
     """
-    return evaluate_settings(world, [(maskset, kind, alpha)], split, n, targets, mask_emotions, positions)[0]
+    return evaluate_settings(world, [(maskset, kind, alpha)], split, n, targets, mask_emotions, positions, n_cross)[0]
 
 
 def evaluate_settings(
     world: World,
     settings: Sequence[tuple[MaskSet, str, float]],
-    split: str = "TEST-SEEN",
+    split: str = TEST,
     n: int | None = None,
     targets: Sequence[str] = TARGET_EMOTIONS,
     mask_emotions: Sequence[str] | None = None,
     positions: str = "all",
+    n_cross: int | None = None,
 ) -> list[pd.DataFrame]:
     """Several ``(mask set, kind, α)`` settings on the same utterances (the selectors of Table 3, an r, c, α or kind
     sweep): one frame of :func:`evaluate_masks` rows per setting, in order.
@@ -866,6 +900,10 @@ def evaluate_settings(
     Every e_mask of every setting of one scope is a condition of one :func:`run_evc_conditions` pass, so they share
     ``generate`` calls (``world.rowwise``) and identical masks are generated once; the stored units and the rows are
     the same as calling ``evaluate_masks`` once per setting.
+
+    ``n_cross`` (< ``n``): the off-diagonal cells (e_mask != e_tgt) use only the first ``n_cross`` of the ``n``
+    sources (the draws are nested); the diagonal (self) cells use all ``n``. Self effects get their full power at a
+    fraction of the cost; cross effects rest on ``n_cross`` sources per cell (the tables say how many pairs).
     """
     from . import Intervention
 
@@ -880,19 +918,31 @@ def evaluate_settings(
             index = np.asarray(maskset.masks[e_mask], dtype=np.int64)
             if len(index) == 0:
                 raise ValueError(f"the {maskset.selector} mask of {e_mask!r} is empty; raise the rate r or the cap c")
-            cond = {**maskset.condition(), "split": split, "mask_emotion": e_mask, "positions": positions}
+            cond = {**maskset.condition(), "eval_split": split, "mask_emotion": e_mask, "positions": positions}
             jobs.append((i, cond, Intervention(index=index, kind=kind, alpha=alpha, positions=positions),
                          maskset.scope))
     utts = world.split(split, n)
+    if n_cross is not None and not 0 < int(n_cross) <= len(utts):
+        raise ValueError(f"n_cross must be in 1..n ({len(utts)} sources), got {n_cross}")
+    head, tail = (utts, []) if n_cross is None else (utts[: int(n_cross)], utts[int(n_cross):])
     out: list[list[pd.DataFrame]] = [[] for _ in settings]
     for scope in dict.fromkeys(j[3] for j in jobs):
         js = [j for j in jobs if j[3] == scope]
         what = settings[js[0][0]]
         desc = (f"{what[0].selector} {what[1]} α={what[2]}" if len(settings) == 1 else f"{len(settings)} settings") \
             + f": {len(js)} conditions"
-        frames = run_evc_conditions(world, utts, [(j[1], j[2]) for j in js], targets, scope=scope, desc=desc)
+        frames = run_evc_conditions(world, head, [(j[1], j[2]) for j in js], targets, scope=scope, desc=desc)
         for j, df in zip(js, frames):
             out[j[0]].append(df)
+        if tail:  # the diagonal on the remaining sources: each e_mask's own e_tgt only
+            for e_mask in dict.fromkeys(j[1]["mask_emotion"] for j in js):
+                if e_mask not in targets:
+                    continue
+                sub = [j for j in js if j[1]["mask_emotion"] == e_mask]
+                frames = run_evc_conditions(world, tail, [({**j[1], "part": "self"}, j[2]) for j in sub], [e_mask],
+                                            scope=scope, desc=f"{desc} (self, {e_mask})")
+                for j, df in zip(sub, frames):
+                    out[j[0]].append(df)
     return [pd.concat(f, ignore_index=True) for f in out]
 
 
@@ -946,16 +996,36 @@ def _effect(rows, base, judge, targets):
     return effect_table(rows[cols], b, f"pred_{judge}", emotions=list(targets))
 
 
-def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = TARGET_EMOTIONS, **labels) -> pd.DataFrame:
-    """Self/cross/gap (pp) per judge plus ΔWER (fraction), Δnaturalness (with ``naturalness_n``, the pairs where
-    both sides were scored, and its note) and the intervened WER (fraction), against the baseline on the same
-    samples.
+def effect_pairs(rows: pd.DataFrame, base: pd.DataFrame, judge: str) -> pd.DataFrame:
+    """Intervened rows joined to the unintervened baseline of the same (source, e_tgt): one row per (source, e_tgt,
+    e_mask) with match / match_base, post / post_base (the judge's posterior of e_tgt) and wer / wer_base."""
+    keys = ["utt_id", "target"]
+    cols = keys + [c for c in (f"pred_{judge}", f"post_{judge}", "wer") if c in base.columns]
+    b = base.drop_duplicates(keys)[cols]
+    m = rows.merge(b, on=keys, suffixes=("", "_b"))
+    out = pd.DataFrame({"utt_id": m["utt_id"], "target": m["target"], "mask_emotion": m["mask_emotion"],
+                        "match": (m[f"pred_{judge}"] == m["target"]).astype(int),
+                        "match_base": (m[f"pred_{judge}_b"] == m["target"]).astype(int),
+                        "wer": m["wer"], "wer_base": m["wer_b"]})
+    if f"post_{judge}" in m.columns and f"post_{judge}_b" in m.columns:
+        out["post"], out["post_base"] = m[f"post_{judge}"].astype(float), m[f"post_{judge}_b"].astype(float)
+    return out
+
+
+def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = TARGET_EMOTIONS, max_wer: float = MAX_WER,
+              **labels) -> pd.DataFrame:
+    """Per judge: self / cross / gap of Δ emotion match (pp) with 95 % cluster-bootstrap CIs over source utterances
+    (``self_lo`` .. ``cross_hi``), ``n_pairs`` (self pairs, the diagonal) and ``n_cross_pairs``, McNemar's p of the
+    self pairs, Δ posterior of e_tgt (``d_post``, pp, with CI), the self-effect on the text-preserving pairs only
+    (both WERs <= ``max_wer``: ``self_textok`` with CI and ``n_textok``), plus ΔWER (fraction), Δnaturalness (with
+    ``naturalness_n``, the pairs where both sides were scored, and its note) and the intervened WER (fraction).
 
     ``labels`` (e.g. selector="CAS", alpha=1.0) are added as columns so several summaries concatenate into a table.
     """
-    from .evaluation import self_cross
+    from .evaluation import clustered_mean_ci, paired_effects
 
     keys = ["utt_id", "target"]
+    rows = rows[rows["target"].isin(targets)]
     b = base.drop_duplicates(keys).set_index(keys)
     r = rows.set_index(keys)
     d_wer = float((r["wer"] - b["wer"].reindex(r.index)).mean())
@@ -963,29 +1033,59 @@ def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = T
     d_nat = float(nat_pairs.mean()) if len(nat_pairs) else float("nan")
     nat_note = naturalness_note(nat_pairs.reset_index(), "pair")
     recs = []
-    for j, t in effect_tables(rows, base, targets).items():
-        sc = self_cross(t)
-        recs.append({**labels, "judge": j, "self": sc["self"], "cross": sc["cross"], "gap": sc["gap"],
-                     "d_wer": d_wer, "d_naturalness": d_nat, "naturalness_n": len(nat_pairs),
-                     "naturalness_note": nat_note, "wer": float(r["wer"].mean())})
+    for j in judge_names(rows):
+        pairs = effect_pairs(rows, base, j)
+        eff = paired_effects(pairs)
+        ok = (pairs["mask_emotion"] == pairs["target"]) & (pairs["wer"] <= max_wer) & (pairs["wer_base"] <= max_wer)
+        tk = clustered_mean_ci((pairs["match"] - pairs["match_base"])[ok].to_numpy(float), pairs["utt_id"][ok])
+        recs.append({**labels, "judge": j, **eff, "self_textok": 100 * tk.estimate, "self_textok_lo": 100 * tk.low,
+                     "self_textok_hi": 100 * tk.high, "n_textok": int(ok.sum()), "d_wer": d_wer,
+                     "d_naturalness": d_nat, "naturalness_n": len(nat_pairs), "naturalness_note": nat_note,
+                     "wer": float(r["wer"].mean())})
     return pd.DataFrame(recs)
 
 
 def effect_ci(rows: pd.DataFrame, base: pd.DataFrame, judge: str, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Self-effect per e_tgt (rows with e_mask == e_tgt) with a paired bootstrap 95% CI over utterances (pp)."""
-    from .evaluation import paired_bootstrap_ci
+    """Self-effect per e_tgt (rows with e_mask == e_tgt) with a paired bootstrap 95% CI over source utterances
+    (pp), McNemar's p and the Δ posterior of e_tgt (pp)."""
+    from .evaluation import paired_effects
 
-    keys = ["utt_id", "target"]
-    selfr = rows[rows["mask_emotion"] == rows["target"]]
-    m = selfr.merge(base.drop_duplicates(keys)[keys + [f"pred_{judge}"]], on=keys, suffixes=("", "_base"))
+    pairs = effect_pairs(rows[rows["mask_emotion"] == rows["target"]], base, judge)
     out = []
-    for tgt, g in m.groupby("target"):
-        t = (g[f"pred_{judge}"] == tgt).astype(float).to_numpy()
-        b = (g[f"pred_{judge}_base"] == tgt).astype(float).to_numpy()
-        ci = paired_bootstrap_ci(t, b, n_boot=n_boot, seed=seed)
-        out.append({"emotion": tgt, "delta": 100 * ci.estimate, "low": 100 * ci.low, "high": 100 * ci.high,
-                    "n": len(g)})
+    for tgt, g in pairs.groupby("target"):
+        e = paired_effects(g, n_boot=n_boot, seed=seed)
+        out.append({"emotion": tgt, "delta": e["self"], "low": e["self_lo"], "high": e["self_hi"],
+                    "n": e["n_pairs"], "mcnemar_p": e["mcnemar_p"], "d_post": e.get("d_post", float("nan")),
+                    "d_post_lo": e.get("d_post_lo", float("nan")), "d_post_hi": e.get("d_post_hi", float("nan"))})
     return pd.DataFrame(out)
+
+
+def export_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Path = "figures") -> Path:
+    """The tidy per-sample rows a notebook's tables were computed from, one row per (sample, judge), as
+    ``<figures_dir>/tables/<name>.csv``: sample_id, utt_id (source), speaker, split, e_tgt, selector, e_mask, kind,
+    alpha, r, c, judge, pred, post (posterior of e_tgt), match, wer, naturalness. Baseline rows have selector
+    ``none``. Anyone can recompute every table from it."""
+    parts = []
+    for df in frames:
+        if df is None or df.empty:
+            continue
+        df = df.copy()
+        for col, default in (("selector", "none"), ("mask_emotion", "none"), ("kind", "none"), ("alpha", 0.0),
+                             ("rate", float("nan")), ("cap", float("nan"))):
+            if col not in df.columns:
+                df[col] = default
+        for j in judge_names(df):
+            parts.append(pd.DataFrame({
+                "sample_id": df["sample_id"], "utt_id": df["utt_id"], "speaker": df["speaker"], "split": df["split"],
+                "e_tgt": df["target"], "selector": df["selector"].fillna("none"), "e_mask": df["mask_emotion"],
+                "kind": df["kind"], "alpha": df["alpha"], "r": df["rate"], "c": df["cap"], "judge": j,
+                "pred": df[f"pred_{j}"], "post": df.get(f"post_{j}", pd.Series(np.nan, index=df.index)),
+                "match": df[f"pred_{j}"] == df["target"], "wer": df["wer"], "naturalness": df["naturalness"]}))
+    out = Path(figures_dir) / "tables" / f"{name}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    atomic_write_bytes(out, data.to_csv(index=False).encode())
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ SER (notebook 08)
@@ -993,7 +1093,8 @@ def run_ser(world: World, utts: Sequence[Utterance], condition: Mapping[str, Any
             capture: bool = False, scope: str = "lm", table: str = "ser", desc: str = "SER") -> pd.DataFrame:
     """Speech emotion recognition by the LALM itself (the SER paper's task), cached per shard.
 
-    Rows: utt_id, sample_id (= utt_id), speaker, split, emotion (true label), pred (parsed label or None), correct.
+    Rows: utt_id, sample_id (= utt_id), speaker, split, emotion (true label), pred (parsed label or None), correct,
+    answer (the model's raw answer text).
     ``capture=True`` appends per-sample statistics to the SER StatsStore of ``scope``.
     """
     return run_ser_conditions(world, utts, [(condition, intervention)], capture=capture, scope=scope, table=table,
@@ -1034,18 +1135,19 @@ def run_ser_conditions(world: World, utts: Sequence[Utterance], conditions: Sequ
                 [ivs[k] for k in todo], world.rowwise)
         for k, gens in zip(todo, per_cond):
             rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
-                     "pred": g.label, "correct": bool(g.label == u.emotion)} for u, g in zip(shard, gens)]
+                     "pred": g.label, "correct": bool(g.label == u.emotion), "answer": g.text or ""}
+                    for u, g in zip(shard, gens)]
             world.store.write(table, conds[k], pd.DataFrame(rows))
         for k, c in enumerate(conds):
             frames[k].append(_read_unit(world, table, c))
     return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
 
 
-def ser_baseline(world: World, split: str = "TEST-SEEN", n: int | None = None, capture: bool = False,
+def ser_baseline(world: World, split: str = TEST, n: int | None = None, capture: bool = False,
                  scope: str = "lm") -> pd.DataFrame:
     """Unintervened SER on every emotion of ``split`` (``n`` utterances, spread over speakers and emotions)."""
     utts = world.split(split, n, emotion=None)
-    return run_ser(world, utts, {"split": split}, capture=capture, scope=scope, desc=f"SER baseline {split}")
+    return run_ser(world, utts, {"eval_split": split}, capture=capture, scope=scope, desc=f"SER baseline {split}")
 
 
 def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, cap: int | None = None,
@@ -1070,13 +1172,13 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
 
 
 def ser_effects(world: World, maskset: MaskSet, kind: str = "deactivate", alpha: float = 0.0,
-                split: str = "TEST-SEEN", n: int | None = None) -> pd.DataFrame:
+                split: str = TEST, n: int | None = None) -> pd.DataFrame:
     """SER with each emotion's mask intervened on every test utterance: rows with mask_emotion (the masks share
     generate calls, one edit per batch row, when ``world.rowwise``)."""
     from . import Intervention
 
     utts = world.split(split, n, emotion=None)
-    conditions = [({**maskset.condition(), "split": split, "mask_emotion": e_mask},
+    conditions = [({**maskset.condition(), "eval_split": split, "mask_emotion": e_mask},
                    Intervention(index=np.asarray(index, dtype=np.int64), kind=kind, alpha=alpha))
                   for e_mask, index in maskset.masks.items()]
     return pd.concat(run_ser_conditions(world, utts, conditions, scope=maskset.scope,
@@ -1109,8 +1211,41 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
     return t.reindex(index=order, columns=cols)
 
 
+def ser_effect_ci(rows: pd.DataFrame, base: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """The long companion of :func:`ser_effect_table` (accuracy): per (e_mask, true emotion) Δ recall (pp) with a
+    paired bootstrap 95 % CI over items, n and McNemar's p."""
+    from .evaluation import clustered_mean_ci, mcnemar_p
+
+    b = base.drop_duplicates("utt_id").set_index("utt_id")
+    recs = []
+    for (e_mask, emo), g in rows.groupby(["mask_emotion", "emotion"]):
+        t = (g["pred"] == emo).to_numpy()
+        bb = (b.loc[g["utt_id"], "pred"] == emo).to_numpy()
+        ci = clustered_mean_ci(t.astype(float) - bb, g["utt_id"].to_numpy(), n_boot, seed=seed)
+        recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100 * ci.estimate, "low": 100 * ci.low,
+                     "high": 100 * ci.high, "n": len(g), "mcnemar_p": mcnemar_p(t, bb)})
+    return pd.DataFrame(recs)
+
+
+def ser_self_other(rows: pd.DataFrame, base: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean Δ recall (pp) of each mask's own emotion ("self", items whose true emotion is e_mask) and of the other
+    emotions ("other"), with 95 % cluster-bootstrap CIs over items."""
+    from .evaluation import clustered_mean_ci
+
+    b = base.drop_duplicates("utt_id").set_index("utt_id")
+    d = (rows["pred"] == rows["emotion"]).astype(float).to_numpy() - \
+        (b.loc[rows["utt_id"], "pred"].to_numpy() == rows["emotion"].to_numpy()).astype(float)
+    own = (rows["mask_emotion"] == rows["emotion"]).to_numpy()
+    out = {}
+    for name, sel in (("self", own), ("other", ~own)):
+        ci = clustered_mean_ci(d[sel], rows["utt_id"].to_numpy()[sel], n_boot, seed=seed)
+        out.update({name: 100 * ci.estimate, f"{name}_lo": 100 * ci.low, f"{name}_hi": 100 * ci.high,
+                    f"n_{name}": int(sel.sum())})
+    return out
+
+
 def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask: pd.DataFrame,
-                   kind: str = "deactivate", alpha: float = 0.0, split: str = "TEST-SEEN",
+                   kind: str = "deactivate", alpha: float = 0.0, split: str = TEST,
                    n: int | None = None) -> pd.DataFrame:
     """Label-free application of SER masks at test time (this project's reading of the SER paper's strategies).
 
@@ -1149,7 +1284,7 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
     acc_rows("mix", mix)
     union = np.unique(np.concatenate([np.asarray(m) for m in maskset.masks.values()]))
     iv = Intervention(index=union.astype(np.int64), kind=kind, alpha=alpha)
-    urows = run_ser(world, list(utts.values()), {**maskset.condition(), "split": split, "mask_emotion": "union"},
+    urows = run_ser(world, list(utts.values()), {**maskset.condition(), "eval_split": split, "mask_emotion": "union"},
                     intervention=iv, scope=maskset.scope, desc="SER union")
     acc_rows("union", urows)
     return pd.DataFrame(out)
@@ -1190,7 +1325,7 @@ def causal_effects(world: World, candidates: Sequence[int], targets: Sequence[st
     utts = world.split(split, n)
     src = [u for u in utts for _ in targets]
     tgt = [t for _ in utts for t in targets]
-    cond0 = {**world.base_condition("evc-causal", scope), "split": split, "n": len(utts),
+    cond0 = {**world.base_condition("evc-causal", scope), "eval_split": split, "n": len(utts),
              "utts": fingerprint([u.id for u in utts]), "targets": ",".join(targets), "kind": kind,
              "alpha": float(alpha)}
 
@@ -1289,17 +1424,21 @@ def candidate_neurons(P: np.ndarray, rate: float = DEMO_RATE, selectors: Sequenc
 
 # ------------------------------------------------------------------------------------------------ notebook helpers
 def defaults(smoke: bool = False) -> dict:
-    """Sizes of the notebooks' runs. Full: sized so that ``make paper`` (all notebooks, corpus build included) fits
-    in ~20 minutes on 2 CPU cores with the demo world. Smoke: tiny, for tests (every figure still drawn, sweeps
-    shortened to two points)."""
+    """Sizes of the notebooks' runs. Full: sized so that the headline conditions (baseline, CAS and random at the
+    default r, c, α, the α sweep, deactivation) have ``n_eval`` x 4 = 320 self pairs on the diagonal, the other
+    conditions ``n_sweep`` sources per cell. Naturalness (DNSMOS, ~0.2 s of CPU per clip) scores the first 16
+    samples of every shard (a quarter of a 16-source, 4-target shard; all of a self-only shard), which keeps
+    ``make paper`` near 30 minutes on 2 CPU cores; the tables give the n behind every naturalness value. Smoke: tiny,
+    for tests (every figure still drawn, sweeps shortened to two points)."""
     if smoke:
-        return {"n_id": None, "n_eval": 1, "n_ser": 10, "n_causal": 1, "n_candidates": 6, "corpus_n_utts": 7,
-                "second_corpus_n_utts": 7, "shard_size": 8, "batch_size": 16, "naturalness_per_shard": 0,
-                "paper_rates": (PAPER_RATES[0], PAPER_RATE), "caps": (10, PAPER_CAP), "alphas": (0.5, 1.0),
-                "talker_selectors": ("CAS",)}
-    return {"n_id": None, "n_eval": 12, "n_ser": 60, "n_causal": 4, "n_candidates": 40, "corpus_n_utts": None,
-            "second_corpus_n_utts": 14, "shard_size": 12, "batch_size": 64, "naturalness_per_shard": 2,
-            "paper_rates": PAPER_RATES, "caps": CAPS, "alphas": ALPHAS, "talker_selectors": ("CAS", "MAD", "LAP")}
+        return {"n_id": None, "n_eval": 2, "n_cross": 1, "n_sweep": 1, "n_ser": 10, "n_causal": 1, "n_candidates": 6,
+                "corpus_n_utts": 7, "second_corpus_n_utts": 7, "shard_size": 8, "batch_size": 16,
+                "naturalness_per_shard": None, "paper_rates": (PAPER_RATES[0], PAPER_RATE), "caps": (10, PAPER_CAP),
+                "alphas": (0.5, DEMO_ALPHA), "talker_selectors": ("CAS",)}
+    return {"n_id": None, "n_eval": 80, "n_cross": 8, "n_sweep": 8, "n_ser": 100, "n_causal": 2,
+            "n_candidates": 40, "corpus_n_utts": None, "second_corpus_n_utts": 40, "shard_size": 16,
+            "batch_size": 64, "naturalness_per_shard": 16, "paper_rates": PAPER_RATES, "caps": CAPS,
+            "alphas": DEMO_ALPHAS, "talker_selectors": SELECTORS}
 
 
 def save_table(df: pd.DataFrame, name: str, figures_dir: str | Path = "figures", latex: bool = True,

@@ -621,9 +621,10 @@ def demo_sources(n: int, corpus_root: str | os.PathLike = "data/demo_corpus",
 def demo_setup(seed: int = 0, size: str = "tiny", threads: int | None = 1, std: float = 0.3):
     """A DemoAdapter for demo sweeps, the same in every process (so workers agree).
 
-    size: "trained" (the committed demo LALM), "tiny" (``DemoConfig.tiny()``) or "full" (``DemoConfig()`` sizes)
-    with seeded random weights, matrices drawn with ``std`` 0.3 so that text and speech tokens vary with the input
-    and the edits instead of collapsing to one answer as at the default init.
+    size: "trained" (the committed demo LALM), "tiny" (``DemoOmni.tiny()``: random tiny thinker) or "full" (the
+    pretrained thinker with untrained parts of ``DemoConfig()`` sizes); random matrices are drawn with ``std`` 0.3 so
+    that text and prosody vary with the input and the edits instead of collapsing to one answer as at the default
+    init (the pretrained thinker is never perturbed).
     """
     import torch
 
@@ -635,12 +636,14 @@ def demo_setup(seed: int = 0, size: str = "tiny", threads: int | None = 1, std: 
         torch.set_num_threads(threads)
     if size == "trained":
         return DemoAdapter(device="cuda" if torch.cuda.is_available() else "cpu")
+    model = DemoOmni.tiny(seed) if size == "tiny" else DemoOmni(DemoConfig()).eval()
     torch.manual_seed(seed)
-    model = DemoOmni(DemoConfig.tiny() if size == "tiny" else DemoConfig()).eval()
+    parts = [model] if size == "tiny" else [getattr(model, n) for n in DemoOmni.TRAINED]
     with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, std)
+        for part in parts:
+            for p in part.parameters():
+                if p.dim() >= 2:
+                    p.normal_(0.0, std)
     return DemoAdapter(model=model)
 
 
@@ -667,7 +670,8 @@ def _demo_rows(src, tgt, gens) -> pd.DataFrame:
     for u, t, g in zip(src, tgt, gens):
         a = g.audio if g.audio is not None else np.zeros(0, np.float32)
         rows.append({"utt_id": u.id, "target": t, "hyp": g.text,
-                     "speech_tokens": ",".join(map(str, g.extra.get("speech_tokens", []))),
+                     "speech": ",".join(f"{v:.4f}" for v in (g.extra.get("prosody") or {}).values())
+                     or ",".join(map(str, g.extra.get("speech_tokens", []))),
                      "n_audio": int(len(a)), "audio_rms": float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
                      if len(a) else 0.0})
     return pd.DataFrame(rows)

@@ -21,19 +21,21 @@ corpus_n_utts = None            # sentences per speaker when the demo corpus is 
 judges = "prosody,spectral"     # emotion judges (esnlib.judges.registry), the first one filters successes
 naturalness = "dnsmos"          # naturalness judge (UTMOS in the paper)
 selector = "CAS"
-r = None                        # selection rate; None: esnlib.experiments.DEMO_RATE (the paper's 0.5 % scaled)
+r = None                        # selection rate; None: the paper's 0.5 % (X.PAPER_RATE), X.DEMO_RATE on the demo LALM
 c = 50                          # success-set cap
 max_wer = 0.15                  # success filter: WER threshold (the paper's tau_wer)
-alpha = 1.0
+alpha = None                    # steering strength; None: the paper's 1.0, X.DEMO_ALPHA on the demo LALM
 kind = "steer"
 n_id = None                     # identification sources (neutral utterances); None: the whole split
-n_eval = None                   # evaluation sources per split; None: mode default
+n_eval = None                   # evaluation sources (pooled TEST-SEEN + TEST-UNSEEN); None: mode default
+n_cross = None                  # sources for the off-diagonal (cross) cells of headline conditions; None: mode default
+n_sweep = None                  # sources for the other conditions (sweeps, secondary selectors); None: mode default
 device = "cpu"
 seed = 0
 smoke = False
 batch_size = None
 results_dir = "data/results"
-stats_dir = None                # per-sample activation statistics; None: <results_dir>/../stats
+stats_dir = None                # per-sample activation statistics; None: next to results_dir (esnlib.experiments.run_dirs)
 figures_dir = "figures"
 executor = "local"              # "local" or "ray": generation units run on a Ray cluster (esnlib.grid)
 ray_address = None              # an existing Ray cluster ("ray://head:10001" or "auto"); None: start a local one
@@ -56,8 +58,12 @@ from esnlib.evaluation import self_cross
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 S = X.defaults(smoke)
-r = X.DEMO_RATE if r is None else r
+demo = model in ("demo", "demo-lalm")
+r = (X.DEMO_RATE if demo else X.PAPER_RATE) if r is None else r
+alpha = (X.DEMO_ALPHA if demo else X.PAPER_ALPHA) if alpha is None else alpha
 n_eval = S["n_eval"] if n_eval is None else n_eval
+n_cross = S["n_cross"] if n_cross is None else n_cross
+n_sweep = S["n_sweep"] if n_sweep is None else n_sweep
 n_id = S["n_id"] if n_id is None else n_id
 world = X.load_world(model=model, corpus_root=corpus_root, judges=judges, naturalness=naturalness,
                      results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
@@ -81,6 +87,11 @@ def table(df, name, latex=True):
     return df
 
 
+def rows_csv(*frames):
+    """The per-sample rows behind this notebook's tables: figures/tables/<notebook>_rows.csv."""
+    return X.export_rows(frames, f"{NB}_rows", figures_dir)
+
+
 def listen(base_rows, rows, k=2):
     """Inline audio: baseline vs intervened for a few samples."""
     for _, p in X.audio_pairs(base_rows, rows, k=k).iterrows():
@@ -90,7 +101,8 @@ def listen(base_rows, rows, k=2):
 
 
 print(f"model {world.adapter.describe()} | corpus {world.corpus} ({len(world.utts)} utterances) | judges {J} | "
-      f"N(lm) = {N_LM} | r = {r:.4f} -> {int(np.floor(r * N_LM))} neurons per emotion | c = {c}")
+      f"N(lm) = {N_LM} | r = {r:.4f} -> {int(np.floor(r * N_LM))} neurons per emotion | c = {c} | alpha = {alpha} | "
+      f"evaluation: {n_eval} sources (cross cells {n_cross}), sweeps {n_sweep}")
 '''
 
 
@@ -117,40 +129,46 @@ def register(name, title, intro, cells):
 
 # ----------------------------------------------------------------------------------------------------------- 01
 register("01_baseline", "01 · Baseline EVC (Table 2)", """
-    The unintervened model converts neutral TEST-SEEN utterances to each target emotion. We report the paper's three
-    axes: target-emotion match per judge, WER of the decoded text against the reference transcript, and
-    naturalness (DNSMOS OVRL in the demo world; UTMOS in the paper), plus the distribution of predicted labels
-    (the paper's neutral bias). Every later notebook compares against exactly these rows (shared via the store).
+    The unintervened model converts neutral TEST utterances (TEST-SEEN and TEST-UNSEEN pooled, as the paper reports
+    every result) to each target emotion. We report the paper's three axes: target-emotion match per judge, WER of
+    the decoded text against the reference transcript, and naturalness (DNSMOS OVRL in the demo world, every sample;
+    UTMOS in the paper), plus the distribution of predicted labels (the paper's neutral bias) and, next to the match
+    rate, a continuous measure: the judge's mean posterior of e_tgt.
 """, [
     ("code", """
-        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        base = X.baseline(world, X.TEST, n=n_eval)
         t2 = table(X.baseline_table(base), "table2")
+        rows_csv(base)
         t2
     """),
     ("code", """
         long = pd.concat([base.assign(judge=j, match=base[f"match_{j}"]) for j in J], ignore_index=True)
-        save(plots.emotion_match_bars(long, title="Baseline emotion match (TEST-SEEN)"), "emotion_match")
+        save(plots.emotion_match_bars(long, title=f"Baseline emotion match (TEST, {n_eval} sources per e_tgt)"),
+             "emotion_match")
         dist = pd.concat([base.assign(judge=j, pred=base[f"pred_{j}"]) for j in J], ignore_index=True)
         save(plots.label_distribution(dist, title="Predicted labels of the baseline"), "label_distribution")
         ld = table(X.label_distribution(base), "label_distribution", latex=False)
     """),
     ("md", """
-        **What the figures show.** Bars: share of conversions that each judge labels with the instructed emotion.
-        Second figure: which labels the judges actually predict. The paper's Qwen2.5-Omni-7B predicts *neutral*
-        57.2 % of the time (emotion2vec); the cell below reads the same numbers from this run.
+        **What the figures show.** Bars: share of conversions that each judge labels with the instructed emotion
+        (95 % CIs). Second figure: which labels the judges actually predict. The paper's Qwen2.5-Omni-7B predicts
+        *neutral* 57.2 % of the time (emotion2vec); the cell below reads the same numbers from this run.
     """),
     ("code", """
         avg = t2.set_index("e_tgt").loc["avg"]
-        neutral = {j: float((base[f"pred_{j}"] == "neutral").mean() * 100) for j in J}
+        wrong = {j: base[(base[f"pred_{j}"] != base.target) & base[f"pred_{j}"].notna()][f"pred_{j}"]
+                 .value_counts(normalize=True).mul(100) for j in J}
         best = t2[t2.e_tgt != "avg"].set_index("e_tgt")[f"match_{J[0]} (%)"]
         display(Markdown(
-            f"Average emotion match: " + ", ".join(f"{j} {avg[f'match_{j} (%)']:.1f} %" for j in J)
-            + f"; WER {avg['WER (%)']:.1f} %; naturalness {avg['naturalness']:.2f}. "
-            + "Neutral predicted: " + ", ".join(f"{j} {v:.1f} %" for j, v in neutral.items()) + ". "
-            + f"Easiest target for {J[0]}: {best.idxmax()} ({best.max():.1f} %), hardest: {best.idxmin()} "
-            + f"({best.min():.1f} %). The paper's baselines are 5-16 % match with a strong neutral bias; the demo "
-            + "LALM was trained with a share of under-expressed targets to resemble that, so its numbers are a "
-            + "property of that training data, not a finding about real LALMs."))
+            f"Average emotion match over {len(base)} conversions ({n_eval} sources × 4 targets): "
+            + ", ".join(f"{j} {avg[f'match_{j} (%)']:.1f} %" for j in J)
+            + f"; WER {avg['WER (%)']:.1f} %; naturalness {avg['naturalness']:.2f} (n = {int(avg['naturalness_n'])} "
+            + "clips). Most frequent wrong label: " + ", ".join(
+                f"{j} {w.index[0]} ({w.iloc[0]:.0f} % of errors)" for j, w in wrong.items() if len(w))
+            + f". Easiest target for {J[0]}: {best.idxmax()} ({best.max():.1f} %), hardest: {best.idxmin()} "
+            + f"({best.min():.1f} %). The demo LALM under-expresses a target when the sentence's meaning does not fit "
+            + "it, because its training data render emotion that way; these rates are a property of that data, not a "
+            + "finding about real LALMs."))
     """),
     ("code", """
         for _, row in base[base.audio_path.astype(str) != ""].head(3).iterrows():
@@ -162,68 +180,83 @@ register("01_baseline", "01 · Baseline EVC (Table 2)", """
 
 # ----------------------------------------------------------------------------------------------------------- 02
 register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
-    ESNs identified on the IDENTIFICATION split (success filter: the first judge says e_tgt and WER ≤ 0.15; cap c)
-    with each selector (LAP, LAPE, MAD, CAS, random), then steered (α = 1) on TEST-SEEN for every e_mask × e_tgt.
-    Self effect = diagonal Δ emotion match (pp), cross effect = off-diagonal mean, gap = self − cross.
-    Rate: the paper's r = 0.5 % of 530k neurons is ~2.6k neurons per emotion; the demo thinker has far fewer
-    neurons, so the demo default is r = 0.5 % × `X.RATE_SCALE` (printed above with the resulting neuron count).
+    ESNs identified on the IDENTIFICATION split (every neutral source converted to every target; success filter: the
+    first judge says e_tgt and WER ≤ 0.15; cap c) with each selector (LAP, LAPE, MAD, CAS, random), then steered on
+    TEST (seen + unseen speakers pooled) for every e_mask × e_tgt. Self effect = diagonal Δ emotion match (pp),
+    cross effect = off-diagonal mean, gap = self − cross, each with a 95 % bootstrap CI over source utterances and
+    McNemar's test on the self pairs. CAS and random (the headline pair) use `n_eval` sources on the diagonal and
+    `n_cross` off it; LAP, LAPE and MAD use `n_sweep` sources per cell.
+    On the demo LALM r and α default to `X.DEMO_RATE` and `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why).
 """, [
     ("code", """
         selectors = list(X.SELECTORS)
-        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        base = X.baseline(world, X.TEST, n=n_eval)
         masksets = {s: X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer) for s in selectors}
         ms = masksets[selectors[0]]
         display(Markdown(f"Success sets (judge {ms.filter_judge}): before cap {ms.n_success_all}, after cap c={c}: "
                          f"{ms.n_success}. Mask sizes: " + "; ".join(f"{s}: {m.sizes()}" for s, m in masksets.items())))
     """),
     ("code", """
-        # every selector's e_mask masks in one pass: the conditions share generate calls (row-wise edits)
-        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in masksets.values()], "TEST-SEEN", n=n_eval)
-        rows, summ, heat = dict(zip(masksets, frames)), [], {}
-        for s in masksets:
-            summ.append(X.summarize(rows[s], base, selector=s))
-            heat[s] = X.effect_tables(rows[s], base)[J[0]]
+        # the headline pair with full power, the other selectors on fewer sources; each call is one pass whose
+        # conditions share generate calls (row-wise edits)
+        head = [s for s in selectors if s in ("CAS", "random")]
+        rest = [s for s in selectors if s not in head]
+        rows = dict(zip(head, X.evaluate_settings(world, [(masksets[s], "steer", alpha) for s in head], n=n_eval,
+                                                  n_cross=n_cross)))
+        if rest:
+            rows.update(zip(rest, X.evaluate_settings(world, [(masksets[s], "steer", alpha) for s in rest],
+                                                      n=n_sweep)))
+        summ = [X.summarize(rows[s], base, selector=s) for s in selectors]
+        heat = {s: X.effect_tables(rows[s], base)[J[0]] for s in selectors}
         t3 = table(pd.concat(summ, ignore_index=True), "table3")
+        rows_csv(base, *rows.values())
         t3
     """),
     ("code", """
         save(plots.selector_summary(t3, title=f"Selectors (c={c}, r={r:.3%}, steer α={alpha})"), "summary")
         save(plots.effect_heatmaps(heat, title=f"Δ emotion match (pp), judge {J[0]}"), "heatmaps")
+        per = pd.concat([X.effect_ci(rows[s], base, j).assign(selector=s, judge=j) for s in head for j in J],
+                        ignore_index=True)
+        table(per, "per_emotion")
+        per
     """),
     ("code", """
-        g = t3[t3.judge == J[0]].set_index("selector")
-        best = g["gap"].idxmax()
-        lead = (f"With judge {J[0]}, no selector separates self from cross effects (every gap is "
-                f"{g['gap'].max():+.1f} pp). " if g["gap"].nunique() == 1 else
-                f"With judge {J[0]}, the largest self−cross gap comes from **{best}** ({g.loc[best, 'gap']:+.1f} pp; "
-                f"self {g.loc[best, 'self']:+.1f}, cross {g.loc[best, 'cross']:+.1f}). ")
-        display(Markdown(
-            lead + f"The random control's gap is {g.loc['random', 'gap']:+.1f} pp. "
-            "The paper finds CAS and MAD strongest and LAPE diffuse on Qwen2.5-Omni-7B; compare the ranking here. "
-            f"One sample moves a self-effect cell by {100 / n_eval:.1f} pp here ({n_eval} sources per target), so "
-            "gaps of that size are within sampling noise (see the bootstrap CIs of notebook 07). "
-            f"ΔWER per selector (pp): " + ", ".join(f"{s} {100 * v:+.1f}" for s, v in g['d_wer'].items()) + "."))
+        g = t3.set_index(["selector", "judge"])
+        lines = []
+        for j in J:
+            cas, rnd = g.loc[("CAS", j)], g.loc[("random", j)]
+            lines.append(f"- **{j}**: CAS self {cas['self']:+.1f} pp [{cas.self_lo:+.1f}, {cas.self_hi:+.1f}] "
+                         f"(n = {int(cas.n_pairs)} pairs, McNemar p = {cas.mcnemar_p:.2g}), cross {cas.cross:+.1f} pp "
+                         f"[{cas.cross_lo:+.1f}, {cas.cross_hi:+.1f}], gap {cas.gap:+.1f} pp; on text-preserving pairs "
+                         f"(WER ≤ {max_wer}) self {cas.self_textok:+.1f} pp [{cas.self_textok_lo:+.1f}, "
+                         f"{cas.self_textok_hi:+.1f}] (n = {int(cas.n_textok)}); Δ posterior of e_tgt {cas.d_post:+.1f} pp. "
+                         f"Random (same size): self {rnd['self']:+.1f} pp [{rnd.self_lo:+.1f}, {rnd.self_hi:+.1f}].")
+        display(Markdown("\\n".join(lines) + f"\\n\\nΔWER per selector (pp): " + ", ".join(
+            f"{s} {100 * g.loc[(s, J[0]), 'd_wer']:+.1f}" for s in selectors)
+            + ". The paper finds CAS and MAD strongest and LAPE diffuse on Qwen2.5-Omni-7B (CAS +4.27 pp self at "
+            "α = 1 with ΔWER +10.65 pp)."))
         listen(base, rows["CAS"] if "CAS" in rows else next(iter(rows.values())))
     """),
 ])
 
 # ----------------------------------------------------------------------------------------------------------- 03
 register("03_rate_sweep", "03 · Selection rate r (Figure 4)", """
-    CAS masks at the paper's rates 0.1, 0.3, 0.5 and 1.0 %, each multiplied by `X.RATE_SCALE` for the small demo
-    thinker (the ratios between rates are the paper's), c and α fixed.
+    CAS masks at the paper's rates 0.1, 0.3, 0.5 and 1.0 % (scaled by r / 0.5 % when the default r differs), c and
+    α fixed, on `n_sweep` TEST sources per cell.
 """, [
     ("code", """
-        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        base = X.baseline(world, X.TEST, n=n_eval)
         paper_rates = S["paper_rates"]
         rates = [x * r / X.PAPER_RATE for x in paper_rates]
         ms = [X.identify(world, selector, rate=rr, cap=c, seed=seed, n=n_id, max_wer=max_wer) for rr in rates]
-        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in ms], n=n_eval)  # one pass, all r
+        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in ms], n=n_sweep)  # one pass, all r
         heat, summ = {}, []
         for paper_r, rr, rows in zip(paper_rates, rates, frames):
             label = f"r={rr:.2%} (paper {paper_r:.1%}), {int(np.floor(rr * N_LM))} neurons"
             heat[label] = X.effect_tables(rows, base)[J[0]]
             summ.append(X.summarize(rows, base, rate=rr, paper_rate=paper_r))
         sweep = table(pd.concat(summ, ignore_index=True), "rate_sweep")
+        rows_csv(base, *frames)
         save(plots.effect_heatmaps(heat, title=f"{selector}: Δ emotion match (pp) vs r, judge {J[0]}"), "heatmaps")
         save(plots.tradeoff(sweep[sweep.judge == J[0]], x="rate", gain="self", wer="wer",
                             title="Self effect and WER vs r"), "tradeoff")
@@ -232,7 +265,8 @@ register("03_rate_sweep", "03 · Selection rate r (Figure 4)", """
     ("code", """
         g = sweep[sweep.judge == J[0]].set_index("rate")
         mono = bool(np.all(np.diff(g["self"].to_numpy()) >= 0))
-        display(Markdown(f"Self effect by r ({J[0]}): " + ", ".join(f"{k:.2%}: {v:+.1f} pp" for k, v in g['self'].items())
+        display(Markdown(f"Self effect by r ({J[0]}, {int(g.n_pairs.iloc[0])} self pairs each): " + ", ".join(
+            f"{k:.2%}: {v.self:+.1f} pp [{v.self_lo:+.1f}, {v.self_hi:+.1f}]" for k, v in g.iterrows())
                          + f". Monotonic over the sweep: **{mono}** (the paper reports a largely monotonic trend "
                          "within 0.1-1.0 %, with more off-diagonal change at 1.0 %)."))
     """),
@@ -242,17 +276,19 @@ register("03_rate_sweep", "03 · Selection rate r (Figure 4)", """
 register("04_cap_sweep", "04 · Success-set size c (Figure 5)", """
     CAS masks from success sets capped at c ∈ {10, 20, 50, 100}. The sets are nested (the c=10 set is inside the
     c=20 set) and re-aggregated from the stored per-sample statistics: no generation is repeated for a new c.
+    Evaluated on `n_sweep` TEST sources per cell.
 """, [
     ("code", """
-        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        base = X.baseline(world, X.TEST, n=n_eval)
         ms = [X.identify(world, selector, rate=r, cap=cc, seed=seed, n=n_id, max_wer=max_wer) for cc in S["caps"]]
-        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in ms], n=n_eval)  # one pass, all c
+        frames = X.evaluate_settings(world, [(m, "steer", alpha) for m in ms], n=n_sweep)  # one pass, all c
         heat, summ, sizes = {}, [], []
         for cc, m, rows in zip(S["caps"], ms, frames):
             heat[f"c={cc}"] = X.effect_tables(rows, base)[J[0]]
             summ.append(X.summarize(rows, base, cap=cc))
             sizes.append({"c": cc, **{f"|S_{e}|": v for e, v in m.n_success.items()}})
         sweep = table(pd.concat(summ, ignore_index=True), "cap_sweep")
+        rows_csv(base, *frames)
         display(table(pd.DataFrame(sizes), "success_set_sizes", latex=False))
         save(plots.effect_heatmaps(heat, title=f"{selector}: Δ emotion match (pp) vs c, judge {J[0]}"), "heatmaps")
         sweep
@@ -269,31 +305,37 @@ register("04_cap_sweep", "04 · Success-set size c (Figure 5)", """
 
 # ----------------------------------------------------------------------------------------------------------- 05
 register("05_intervention", "05 · Intervention design (Figure 6, Table 4, Figure 7)", """
-    The same CAS masks under the four intervention kinds (steer, add, clamp, deactivate; α per kind as in the paper's
-    Figure 6 spirit: chosen to be roughly comparable, listed below), then steering with α ∈ {0.3, 0.5, 1, 2}, and the
-    emotion-vs-WER trade-off.
+    The same CAS masks under the four intervention kinds (steer, add, clamp, deactivate; α per kind chosen to be
+    roughly comparable, `X.KIND_ALPHAS`), then steering over the α sweep (`X.DEMO_ALPHAS` on the demo LALM, the
+    paper's 0.3-2 otherwise), and the emotion-vs-WER trade-off. Deactivation and the α sweep are headline conditions
+    (`n_eval` sources on the diagonal); add and clamp use `n_sweep` sources.
 """, [
     ("code", """
-        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        base = X.baseline(world, X.TEST, n=n_eval)
         m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
-        # the kinds and the α sweep below are one pass: their conditions share generate calls (row-wise edits)
-        kind_settings = [(m, k, a) for k, a in X.KIND_ALPHAS.items()]
-        alpha_settings = [(m, "steer", a) for a in S["alphas"]]
-        frames = X.evaluate_settings(world, kind_settings + alpha_settings, n=n_eval)
+        kind_alphas = {**X.KIND_ALPHAS, "steer": alpha}
+        kind_settings = [(m, k, a) for k, a in kind_alphas.items()]
+        alphas = S["alphas"] if demo else X.ALPHAS
+        alpha_settings = [(m, "steer", a) for a in alphas]
+        light = [st for st in kind_settings if st[1] in ("add", "clamp")]
+        heavy = [st for st in kind_settings if st not in light] + alpha_settings
+        # each call is one pass: its conditions share generate calls (row-wise edits)
+        fr = dict(zip([(k, a) for _, k, a in heavy], X.evaluate_settings(world, heavy, n=n_eval, n_cross=n_cross)))
+        fr.update(zip([(k, a) for _, k, a in light], X.evaluate_settings(world, light, n=n_sweep)))
         heat, summ = {}, []
-        for (_, k, a), rows in zip(kind_settings, frames):
-            heat[k if k == "deactivate" else f"{k} α={a}"] = X.effect_tables(rows, base)[J[0]]
-            summ.append(X.summarize(rows, base, kind=k, alpha=a))
+        for _, k, a in kind_settings:
+            heat[k if k == "deactivate" else f"{k} α={a}"] = X.effect_tables(fr[(k, a)], base)[J[0]]
+            summ.append(X.summarize(fr[(k, a)], base, kind=k, alpha=a))
         kinds = table(pd.concat(summ, ignore_index=True), "kinds")
+        rows_csv(base, *fr.values())
         save(plots.effect_heatmaps(heat, title=f"Intervention kinds, judge {J[0]}"), "kinds_heatmaps")
         kinds
     """),
     ("code", """
-        heat, summ, keep = {}, [], {}
-        for (_, _, a), rows in zip(alpha_settings, frames[len(kind_settings):]):
-            heat[f"α={a}"] = X.effect_tables(rows, base)[J[0]]
-            summ.append(X.summarize(rows, base, alpha=a))
-            keep[a] = rows
+        heat, summ = {}, []
+        for a in alphas:
+            heat[f"α={a}"] = X.effect_tables(fr[("steer", a)], base)[J[0]]
+            summ.append(X.summarize(fr[("steer", a)], base, alpha=a))
         t4 = table(pd.concat(summ, ignore_index=True), "table4")
         save(plots.effect_heatmaps(heat, title=f"Steering strength α, judge {J[0]}"), "alpha_heatmaps")
         save(plots.tradeoff(t4, x="alpha", gain="self", wer="wer", hue="judge",
@@ -302,19 +344,23 @@ register("05_intervention", "05 · Intervention design (Figure 6, Table 4, Figur
     """),
     ("code", """
         g = t4[t4.judge == J[0]].set_index("alpha")
-        display(Markdown(f"Self effect over α ({J[0]}): " + ", ".join(f"{k}: {v:+.1f} pp" for k, v in g['self'].items())
+        d = kinds[(kinds.kind == "deactivate") & (kinds.judge == J[0])].iloc[0]
+        display(Markdown(f"Self effect over α ({J[0]}, {int(g.n_pairs.iloc[0])} self pairs each): " + ", ".join(
+            f"{k}: {v.self:+.1f} pp [{v.self_lo:+.1f}, {v.self_hi:+.1f}]" for k, v in g.iterrows())
                          + "; WER: " + ", ".join(f"{k}: {100 * v:.1f} %" for k, v in g['wer'].items())
-                         + ". The paper (Table 4) sees self effects grow with α while WER rises."))
-        listen(base, keep[max(keep)])
+                         + f". Deactivation: self {d.self:+.1f} pp [{d.self_lo:+.1f}, {d.self_hi:+.1f}], cross "
+                         f"{d.cross:+.1f} pp. The paper (Table 4) sees self effects grow with α while WER rises, and "
+                         "a negative diagonal under deactivation."))
+        listen(base, fr[("steer", max(alphas))])
     """),
 ])
 
 # ----------------------------------------------------------------------------------------------------------- 06
 register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", """
     Where the CAS ESNs sit (count per decoder layer and emotion), the same pipeline on the talker (speech-generation
-    side, Table 6), and how similar masks identified with the two judges' success filters are (Table 5: Jaccard,
-    direct match, JSD of the layer distributions; the paper compares human- vs SER-filtered sets — here the two demo
-    judges stand in for the two supervision signals).
+    side, Table 6, every selector), and how similar masks identified with the two judges' success filters are
+    (Table 5: Jaccard, direct match, JSD of the layer distributions; the paper compares human- vs SER-filtered sets —
+    here the two demo judges stand in for the two supervision signals).
 """, [
     ("code", """
         from esnlib.evaluation import direct_match, jaccard, jsd, layer_counts, layer_distribution
@@ -327,14 +373,13 @@ register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", "
         counts
     """),
     ("code", """
-        base = X.baseline(world, "TEST-SEEN", n=n_eval)
+        base = X.baseline(world, X.TEST, n=n_eval)
         mts = [X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, scope="talker", max_wer=max_wer)
                for s in S["talker_selectors"]]
-        summ = []
-        for s, rows in zip(S["talker_selectors"], X.evaluate_settings(world, [(mt, "steer", alpha) for mt in mts],
-                                                                        n=n_eval)):
-            summ.append(X.summarize(rows, base, selector=s, side="talker"))
+        frames = X.evaluate_settings(world, [(mt, "steer", alpha) for mt in mts], n=n_sweep)
+        summ = [X.summarize(rows, base, selector=s, side="talker") for s, rows in zip(S["talker_selectors"], frames)]
         t6 = table(pd.concat(summ, ignore_index=True), "table6")
+        rows_csv(base, *frames)
         save(plots.selector_summary(t6, title="Steering ESNs of the talker"), "talker_summary")
         t6
     """),
@@ -359,20 +404,21 @@ register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", "
 # ----------------------------------------------------------------------------------------------------------- 07
 register("07_generalization", "07 · Generalization (Figure 10, mask transfer)", """
     CAS masks identified on IDENTIFICATION speakers, applied to TEST-SEEN (seen speakers, unseen sentences) and
-    TEST-UNSEEN (unseen speakers): self effect per emotion with paired bootstrap 95 % CIs over utterances.
+    TEST-UNSEEN (unseen speakers): the pooled TEST rows of notebook 02's headline condition, split by speaker set,
+    self effect per emotion with paired bootstrap 95 % CIs over source utterances.
     Then **mask transfer across corpora**: a second demo corpus built with another seed (other sentences drawn from
     the corpus pool and other per-utterance prosody; the same ten corpus voices, because the other voice sets are
-    reserved for the model's and the judges' training) — the masks from corpus A are applied to corpus B's TEST-SEEN
+    reserved for the model's and the judges' training) — the masks from corpus A are applied to corpus B's TEST
     and compared with masks identified on corpus B itself.
 """, [
     ("code", """
         m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
-        parts = []
-        for split in ("TEST-SEEN", "TEST-UNSEEN"):
-            base = X.baseline(world, split, n=n_eval)
-            rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, split=split, n=n_eval)
-            parts.append(X.effect_ci(rows, base, J[0]).assign(split=split))
+        base = X.baseline(world, X.TEST, n=n_eval)
+        rows = X.evaluate_masks(world, m, kind="steer", alpha=alpha, n=n_eval, n_cross=n_cross)
+        parts = [X.effect_ci(rows[rows.split == sp], base[base.split == sp], J[0]).assign(split=sp)
+                 for sp in ("TEST-SEEN", "TEST-UNSEEN")]
         fig10 = table(pd.concat(parts, ignore_index=True), "fig10")
+        rows_csv(base, rows)
         save(plots.seen_unseen(fig10, title=f"Self effect, seen vs unseen speakers ({J[0]}, 95 % CI)"), "seen_unseen")
         fig10
     """),
@@ -384,12 +430,12 @@ register("07_generalization", "07 · Generalization (Figure 10, mask transfer)",
             world_b = X.load_world(model=model, corpus_root=second_root, judges=judges, naturalness=naturalness,
                                    results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
                                    batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
-                                   naturalness_per_shard=S["naturalness_per_shard"],
+                                   naturalness_per_shard=S["naturalness_per_shard"], corpus="demo",
                                    n_utts=S["second_corpus_n_utts"], corpus_seed=seed + 1, adapter=world.adapter,
                                    rowwise=rowwise)
-            base_b = X.baseline(world_b, "TEST-SEEN", n=n_eval)
+            base_b = X.baseline(world_b, X.TEST, n=n_sweep)
             m_b = X.identify(world_b, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
-            rows_ab, rows_bb = X.evaluate_settings(world_b, [(m, "steer", alpha), (m_b, "steer", alpha)], n=n_eval)
+            rows_ab, rows_bb = X.evaluate_settings(world_b, [(m, "steer", alpha), (m_b, "steer", alpha)], n=n_sweep)
             tr = table(pd.concat([X.summarize(rows_ab, base_b, masks_from="A (transfer)"),
                                   X.summarize(rows_bb, base_b, masks_from="B (in-corpus)")], ignore_index=True),
                        "transfer")
@@ -398,8 +444,9 @@ register("07_generalization", "07 · Generalization (Figure 10, mask transfer)",
                                        title=f"Mask transfer across demo corpora ({J[0]})"), "transfer")
             g = tr[tr.judge == J[0]].set_index("masks_from")
             display(Markdown(f"Gap on corpus B with transferred masks {g['gap'].iloc[0]:+.1f} pp vs in-corpus masks "
-                             f"{g['gap'].iloc[1]:+.1f} pp. Both corpora share voices and grammar, so this is a weak "
-                             "transfer test; the SER paper reports only partial cross-dataset transfer for real corpora."))
+                             f"{g['gap'].iloc[1]:+.1f} pp ({n_sweep} sources per cell). Both corpora share voices, so "
+                             "this is a weak transfer test; the SER paper reports only partial cross-dataset transfer "
+                             "for real corpora."))
             display(tr)
         else:
             display(Markdown("Mask transfer needs a second corpus; with a real corpus, run this notebook again with "
@@ -412,14 +459,14 @@ register("08_recognition", "08 · Recognition neurons (SER paper)", """
     The SER paper's setting: the LALM itself answers a five-way emotion question. ESNs are identified from
     correctly recognized IDENTIFICATION utterances (all five emotions), then (a) deactivated — recall of the mask's
     own emotion should drop most — and (b) amplified (steering) — predictions should move toward the mask's emotion.
-    Finally label-free ways to apply masks when the true label is unknown (this project's reading of the paper's
-    2-pass / mix / union strategies, defined in `esnlib.experiments.ser_label_free`).
+    Evaluated on TEST (seen + unseen pooled). Finally label-free ways to apply masks when the true label is unknown
+    (this project's reading of the paper's 2-pass / mix / union strategies, `esnlib.experiments.ser_label_free`).
 """, [
     ("code", """
         n_ser = S["n_ser"]
-        base = X.ser_baseline(world, "TEST-SEEN", n=n_ser)
+        base = X.ser_baseline(world, X.TEST, n=n_ser)
         acc = base.groupby("emotion")["correct"].mean().mul(100).rename("recall (%)")
-        display(Markdown(f"SER baseline accuracy on TEST-SEEN: {100 * base.correct.mean():.1f} % over {len(base)} items."))
+        display(Markdown(f"SER baseline accuracy on TEST: {100 * base.correct.mean():.1f} % over {len(base)} items."))
         m = X.identify_ser(world, selector, rate=r, seed=seed, n=n_id)
         display(Markdown(f"Correctly recognized identification items per emotion: {m.n_success_all}"))
         acc.to_frame()
@@ -429,14 +476,24 @@ register("08_recognition", "08 · Recognition neurons (SER paper)", """
         amp = X.ser_effects(world, m, kind="steer", alpha=alpha, n=n_ser)
         t_d = table(X.ser_effect_table(deact, base, "accuracy"), "deactivation")
         t_a = table(X.ser_effect_table(amp, base, "predicted"), "amplification")
+        ci = table(X.ser_effect_ci(deact, base), "deactivation_ci", latex=False)
         save(plots.effect_heatmaps({"deactivate: Δ recall": t_d, f"steer α={alpha}: Δ predicted as e_mask": t_a},
                                    title="SER: e_mask (rows) × true emotion (columns), pp"), "effects")
-        sd, sa = self_cross(t_d), self_cross(t_a)
-        display(Markdown(f"Deactivation: self {sd['self']:+.1f} pp vs cross {sd['cross']:+.1f} pp (the paper: −13.5 to "
-                         f"−36.8 % on the own emotion). Amplification: self {sa['self']:+.1f} pp vs cross "
-                         f"{sa['cross']:+.1f} pp."))
+        sd, sa = X.ser_self_other(deact, base), self_cross(t_a)
+        display(Markdown(
+            f"Deactivation: own emotion's recall {sd['self']:+.1f} pp [{sd['self_lo']:+.1f}, {sd['self_hi']:+.1f}] "
+            f"(mean over emotions, {sd['n_self']} items), other emotions {sd['other']:+.1f} pp [{sd['other_lo']:+.1f}, "
+            f"{sd['other_hi']:+.1f}] (the paper: −13.5 to −36.8 % on the own emotion). Amplification: self "
+            f"{sa['self']:+.1f} pp vs cross {sa['cross']:+.1f} pp."))
+        ci
     """),
     ("code", """
+        from esnlib.evaluation import layer_counts
+
+        counts = layer_counts([m.masks[e] for e in m.masks], list(m.masks), world.sites("lm"))
+        table(counts, "layer_counts", latex=False)
+        save(plots.layer_heatmap({"SER masks": counts}, title=f"{selector} SER ESNs per layer (r={r:.2%})"),
+             "layer_counts")
         lf = table(X.ser_label_free(world, m, base, deact, kind="deactivate", alpha=0.0, n=n_ser), "label_free")
         piv = lf.pivot(index="strategy", columns="emotion", values="delta")
         save(plots.effect_heatmaps({"Δ recall under deactivation": piv}, title="Label-free strategies (pp)"),

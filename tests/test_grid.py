@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
 needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install 'ray==2.60.0')")
 
 ROOT = Path(__file__).resolve().parents[1]
-N_LM = 128  # DemoConfig.tiny(): 2 thinker layers x 64 neurons
+N_LM = 128  # DemoOmni.tiny(): 2 thinker layers x 64 neurons
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def reference(units, tmp_path_factory):
     df = _table(store, units)
     # the sweep must be informative: the edit changes outputs, and utterances differ
     base, steer = df[df.condition == "base"], df[df.condition == "steer"]
-    assert (base.speech_tokens.values != steer.speech_tokens.values).any() or (base.hyp.values != steer.hyp.values).any()
+    assert (base.speech.values != steer.speech.values).any() or (base.hyp.values != steer.hyp.values).any()
     assert base.hyp.nunique() > 1
     return df
 

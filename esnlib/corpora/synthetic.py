@@ -30,7 +30,7 @@ from .esd import EMOTION_DIRS, ESD_ORDER
 from .sentences import CORPUS_VOICES, make_sentences
 
 INTENSITY_RANGE = (0.6, 1.2)
-DEFAULT_N_UTTS = 60
+DEFAULT_N_UTTS = 80
 
 
 def utt_number(emotion: str, index: int, n_utts: int) -> int:

