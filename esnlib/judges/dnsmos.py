@@ -25,6 +25,17 @@ from ..audio import SAMPLE_RATE, resample, to_16k_clip
 from .base import NaturalnessJudge
 
 
+def _clip16k(a, i: int, sample_rate: int) -> np.ndarray:
+    """Clip ``i`` checked (finite mono, >= 0.1 s, not silent), resampled to 16 kHz and clipped to [-1, 1]."""
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim != 1 or a.size < sample_rate // 10 or not np.isfinite(a).all():
+        raise ValueError(f"clip {i} must be finite mono audio of at least 0.1 s, got shape {a.shape}")
+    a = to_16k_clip(resample(a, sample_rate, SAMPLE_RATE))
+    if not np.any(a):
+        raise ValueError(f"clip {i} is silent; DNSMOS needs speech")
+    return a
+
+
 class DNSMOSJudge(NaturalnessJudge):
     """DNSMOS P.835 OVRL per clip (``score``), or all of OVRL/SIG/BAK/P808 (``score_all``)."""
 
@@ -56,12 +67,7 @@ class DNSMOSJudge(NaturalnessJudge):
         """``{"ovrl", "sig", "bak", "p808"}`` per clip."""
         out = []
         for i, a in enumerate(tqdm(audios, desc="DNSMOS", disable=not self.progress)):
-            a = np.asarray(a, dtype=np.float32)
-            if a.ndim != 1 or a.size < sample_rate // 10 or not np.isfinite(a).all():
-                raise ValueError(f"clip {i} must be finite mono audio of at least 0.1 s, got shape {a.shape}")
-            a = to_16k_clip(resample(a, sample_rate, SAMPLE_RATE))
-            if not np.any(a):
-                raise ValueError(f"clip {i} is silent; DNSMOS needs speech")
+            a = _clip16k(a, i, sample_rate)
             r = self._dnsmos(a, SAMPLE_RATE, False)
             out.append({"ovrl": float(r["ovrl_mos"]), "sig": float(r["sig_mos"]), "bak": float(r["bak_mos"]),
                         "p808": float(r["p808_mos"])})
@@ -79,12 +85,7 @@ class DNSMOSJudge(NaturalnessJudge):
         n = int(sd.INPUT_LENGTH * SAMPLE_RATE)
         wins = []
         for i, a in enumerate(audios):
-            a = np.asarray(a, dtype=np.float32)
-            if a.ndim != 1 or a.size < sample_rate // 10 or not np.isfinite(a).all():
-                raise ValueError(f"clip {i} must be finite mono audio of at least 0.1 s, got shape {a.shape}")
-            a = to_16k_clip(resample(a, sample_rate, SAMPLE_RATE))
-            if not np.any(a):
-                raise ValueError(f"clip {i} is silent; DNSMOS needs speech")
+            a = _clip16k(a, i, sample_rate)
             wins.append(np.resize(a, n) if len(a) < n else a[:n])
         out: list[float] = []
         for k in tqdm(range(0, len(wins), self.batch_size), desc="DNSMOS", disable=not self.progress):
