@@ -1293,14 +1293,12 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
 # ------------------------------------------------------------------------------------ selector validity (notebook 09)
 def emotion_score(prosody: Mapping[str, float], emotion: str) -> float:
     """How far a rendered prosody lies along the neutral -> ``emotion`` profile direction (0 = neutral, 1 = the
-    full profile), fields standardized by the corpus jitter. A continuous stand-in for "probability of the target
-    emotion" that needs no judge (demo world only: the demo talker emits prosody tokens)."""
+    full profile), fields standardized by the corpus jitter (``tts.to_vector``). A continuous stand-in for "probability
+    of the target emotion" that needs no judge (demo world only: the demo talker's prosody)."""
     from . import tts
 
-    n, p = tts.PROFILES["neutral"], tts.PROFILES[emotion]
-    d = np.array([(getattr(p, f) - getattr(n, f)) / getattr(tts.JITTER, f) for f in tts.FIELDS])
-    x = np.array([(float(prosody[f]) - getattr(n, f)) / getattr(tts.JITTER, f) for f in tts.FIELDS])
-    return float(x @ d / (d @ d))
+    d = tts.to_vector(tts.PROFILES[emotion]).astype(float)
+    return float(tts.to_vector(prosody) @ d / (d @ d))
 
 
 def _prosody_of(g) -> dict:

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from esnlib import tts  # noqa: E402
 from esnlib.corpora.sentences import PRETRAIN_VOICES, congruence, make_sentences  # noqa: E402
+from esnlib.experiments import emotion_score  # noqa: E402
 from esnlib.models.demo import EMOTIONS, DemoConfig, DemoOmni, extract_features  # noqa: E402
 
 TARGETS = ("angry", "happy", "sad", "surprise")
@@ -173,11 +174,6 @@ def train_talker(model: DemoOmni, X, Y, steps, batch, lr, seed, log):
     log["talker_final_mse"] = round(run, 4)
 
 
-def intensity_along(v: np.ndarray, target: str) -> float:
-    d = tts.to_vector(tts.PROFILES[target])
-    return float(v @ d / (d @ d))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "esnlib" / "assets" / "demo_lalm"))
@@ -241,7 +237,7 @@ def main() -> None:
     with torch.no_grad():
         st, va = _pack(X, te)
         pv = model.talker_forward(st, va).numpy()
-    got = [intensity_along(pv[k], ev_t[i]) for k, i in enumerate(te) if ev_t[i] != "neutral"]
+    got = [emotion_score(dict(zip(tts.FIELDS, pv[k])), ev_t[i]) for k, i in enumerate(te) if ev_t[i] != "neutral"]
     want = [target_intensity(ev_s[i], ev_t[i]) for i in te if ev_t[i] != "neutral"]
     wers = [jiwer.wer(norm(ev_s[i]), norm(texts[i]) or "<empty>") for i in te]
     log.update(held_out_sentences=len(test_s), held_out_wer=round(float(np.mean(wers)), 4),
