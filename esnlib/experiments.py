@@ -127,6 +127,8 @@ class World:
     num_workers: int | None = None
     #: conditions of one shard share generate calls (one RowwiseIntervention edit per row); False: one call each
     rowwise: bool = True
+    #: the corpus kind (esnlib.corpora.registry.KINDS: demo, esd, iemocap, meld, msp-podcast)
+    corpus_kind: str = "esd"
     #: the load_world arguments, so a Ray worker can build the same world
     spec: dict = field(default_factory=dict, repr=False)
     _stats: dict = field(default_factory=dict, repr=False)
@@ -159,7 +161,12 @@ class World:
         in proportion to their sizes, so any ``n`` keeps the paper's seen/unseen mix.
         """
         if name in POOLED_SPLITS:
-            parts = [self.split(p, None, emotion, seed) for p in POOLED_SPLITS[name]]
+            # a corpus may lack one part (IEMOCAP and MSP-Podcast test unseen speakers only, MELD seen ones)
+            held = {u.split for u in self.utts if emotion is None or u.emotion == emotion}
+            parts = [self.split(p, None, emotion, seed) for p in POOLED_SPLITS[name] if p in held]
+            if not parts:
+                raise CorpusError(f"split {name} ({' + '.join(POOLED_SPLITS[name])}) has no {emotion or ''} "
+                                  f"utterances in corpus {self.corpus!r}")
             total = sum(map(len, parts))
             out, taken = [], [0] * len(parts)
             while len(out) < total:
@@ -225,7 +232,8 @@ def corpus_fingerprint(utts: Sequence[Utterance]) -> str:
 #: names of the checkout's data/ folder, DEMO_CORPUS_NAMES) or where the caller asks for it with ``corpus="demo"``
 DEFAULT_CORPUS_ROOT = "data/demo_corpus"
 DEMO_CORPUS_NAMES = ("demo_corpus", "smoke_corpus")
-CORPUS_KINDS = ("demo", "esd")
+#: what ``corpus=`` accepts (esnlib.corpora.registry: layouts, split mapping, which notebooks take which)
+CORPUS_KINDS = ("demo", "esd", "iemocap", "meld", "msp-podcast")
 
 
 def _default_data_dir(root: Path) -> bool:
@@ -240,42 +248,61 @@ def _default_data_dir(root: Path) -> bool:
             and root.name.startswith(DEMO_CORPUS_NAMES))
 
 
+def _present(root: Path) -> bool:
+    return root.is_dir() and ((root / "demo_corpus.json").exists() or any(True for _ in root.iterdir()))
+
+
+def corpus_kind(corpus_root: str | Path, corpus: str | None = None) -> str | None:
+    """The kind ``load_corpus`` will read: ``corpus`` when given, else the folder's layout (None when it has none
+    of the known layouts), "demo" for a missing folder that would be built."""
+    from .corpora import registry
+
+    if corpus is not None:
+        if corpus not in CORPUS_KINDS:
+            raise ValueError(f"unknown corpus kind {corpus!r}; use one of {CORPUS_KINDS} (or None: from the folder's "
+                             "layout; the demo corpus is built only at data/demo_corpus or with corpus='demo')")
+        return corpus
+    root = Path(corpus_root)
+    return registry.detect(root) if _present(root) else "demo"
+
+
 def load_corpus(corpus_root: str | Path, build: bool = True, n_utts: int | None = None, corpus_seed: int = 0,
                 progress: bool = True, corpus: str | None = None) -> list[Utterance]:
-    """Load an ESD-layout corpus with the Table 1 split set on every utterance; every wav header is checked
-    (unreadable, truncated or too short files are a CorpusError naming the file, before any generation).
+    """Load a corpus with the World's subsets set on every utterance (IDENTIFICATION / DEVELOPMENT / TEST-SEEN /
+    TEST-UNSEEN: the EVC paper's Table 1 split for ESD layouts, the corpus's own splits mapped onto them for IEMOCAP,
+    MELD and MSP-Podcast; esnlib.corpora.registry). Audio headers are checked (unreadable, truncated or too short
+    files are a CorpusError naming the file, before any generation).
 
-    ``corpus``: ``"demo"`` builds the demo corpus at ``corpus_root`` when it is missing (``n_utts`` sentences per
-    speaker and emotion, default the generator's default); ``"esd"`` never builds; None (the default) builds only
-    at the default data folder (``data/demo_corpus``, or ``data/demo_corpus*`` / ``data/smoke_corpus*`` of this
-    checkout). Any other missing ``corpus_root`` is a CorpusError naming the path (a typo must not turn into a
-    synthetic corpus).
-    ``build=False`` never builds.
+    ``corpus``: one of :data:`CORPUS_KINDS`. The folder must have that kind's layout (else a CorpusError naming the
+    expected layout). ``"demo"`` builds the demo corpus at ``corpus_root`` when it is missing (``n_utts`` sentences
+    per speaker and emotion, default the generator's default); the others never build. None (the default): the kind
+    of the folder's layout; a missing folder is built only at the default data folder (``data/demo_corpus``, or
+    ``data/demo_corpus*`` / ``data/smoke_corpus*`` of this checkout). Any other missing ``corpus_root`` is a
+    CorpusError naming the path (a typo must not turn into a synthetic corpus). ``build=False`` never builds.
     """
-    from dataclasses import replace
+    from .corpora import registry
 
-    from .corpora.esd import load_esd, table1_split
-
-    if corpus is not None and corpus not in CORPUS_KINDS:
-        raise ValueError(f"unknown corpus kind {corpus!r}; use 'demo' (the synthetic demo corpus, built at corpus_root "
-                         "if missing), 'esd' (an existing ESD-layout folder) or None")
+    kind = corpus_kind(corpus_root, corpus)  # checks the name first
     root = Path(corpus_root)
-    present = root.is_dir() and ((root / "demo_corpus.json").exists() or any(p.is_dir() for p in root.iterdir()))
-    if not present:
+    if not _present(root):
         asked = corpus == "demo" or (corpus is None and _default_data_dir(root))
         if not (build and asked):
             state = "is an empty folder" if root.is_dir() else "does not exist"
+            what = registry.LAYOUTS[corpus] if corpus else "a corpus folder"
             raise CorpusError(
-                f"corpus root {root.resolve()} {state}; check the path (-p corpus_root), or point it at ESD. To build "
+                f"corpus root {root.resolve()} {state}; check the path (-p corpus_root): expected {what}. To build "
                 f"the synthetic demo corpus there, ask for it explicitly: load_world(corpus_root={str(root)!r}, "
                 f"corpus='demo') or `python scripts/make_demo_corpus.py --out {root}`")
         from .corpora.synthetic import DEFAULT_N_UTTS, build_demo_corpus
 
         build_demo_corpus(root, n_utts=n_utts or DEFAULT_N_UTTS, seed=corpus_seed, progress=progress)
-    utts = load_esd(root, verify_audio=True)
-    parts = table1_split(utts)
-    split_of = {u.id: name for name, us in parts.items() for u in us}
-    return [replace(u, split=split_of[u.id]) for u in utts if u.id in split_of]
+        kind = "demo"
+    if kind is None:
+        raise CorpusError(f"{root.resolve()} has none of the corpus layouts esnlib reads (" +
+                          "; ".join(registry.LAYOUTS[k] for k in CORPUS_KINDS[1:]) +
+                          f"){registry._nested_hint(root, None)}. Point corpus_root at the corpus folder and pass "
+                          f"corpus= one of {CORPUS_KINDS}")
+    return registry.load(kind, root, verify_audio=True)
 
 
 def load_world(
@@ -302,14 +329,19 @@ def load_world(
     num_workers: int | None = None,
     rowwise: bool = True,
     corpus: str | None = None,
+    task: str | None = None,
 ) -> World:
     """Build the :class:`World` the notebooks work in.
 
     model: a name for ``esnlib.models.registry.load_model`` ("demo" = the demo LALM), or "package.module:factory"
     (a callable returning your own ModelAdapter), unless ``adapter`` (an adapter object) is given.
-    corpus_root: an ESD-layout folder (real ESD or the demo corpus). A missing folder is an error naming it, except
-    at the default data folder (``data/demo_corpus``) or with ``corpus="demo"``, where the demo corpus is built.
-    corpus: "demo", "esd" or None (see :func:`load_corpus`).
+    corpus_root: the corpus folder (the demo corpus, ESD, IEMOCAP, MELD or MSP-Podcast). A missing folder is an error
+    naming it, except at the default data folder (``data/demo_corpus``) or with ``corpus="demo"``, where the demo
+    corpus is built.
+    corpus: "demo", "esd", "iemocap", "meld", "msp-podcast" or None (the folder's layout; see :func:`load_corpus`).
+    task: "evc" (the EVC notebooks: only ESD-like corpora, "demo" or "esd"), "ser" (any corpus) or None (no check);
+    checked before anything is loaded. On the SER corpora, utterances whose label the model's SER question does not
+    offer (``adapter.labels``; e.g. MELD's fear and disgust) are left out, with a warning.
     judges: names for ``esnlib.judges.registry.load_judge`` (comma-separated string or list); naturalness likewise.
     stats_dir: where per-sample statistics live (default :func:`run_dirs`: ``data/stats`` next to ``data/results``,
     else ``<results_dir>/_stats``, so a run with its own results_dir never writes another run's statistics).
@@ -330,15 +362,16 @@ def load_world(
                 results_dir=str(results_dir), stats_dir=None if stats_dir is None else str(stats_dir), device=device,
                 batch_size=batch_size, shard_size=shard_size, audio_per_shard=audio_per_shard,
                 naturalness_per_shard=naturalness_per_shard, seed=seed, build_corpus=False, n_utts=n_utts,
-                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False, rowwise=rowwise, corpus=corpus)
+                corpus_seed=corpus_seed, corpus_name=corpus_name, progress=False, rowwise=rowwise, corpus=corpus,
+                task=task)
 
     judge_names = _parse_list(judges)
     if not judge_names:
         raise ValueError("at least one emotion judge is needed (e.g. judges='prosody,spectral')")
-    utts = load_corpus(corpus_root, build=build_corpus, n_utts=n_utts, corpus_seed=corpus_seed, progress=progress,
-                       corpus=corpus)
+    utts, kind = _corpus_for(corpus_root, corpus, task, build_corpus, n_utts, corpus_seed, progress)
     if adapter is None:
         adapter = _load_model(model, device)
+    utts = _offered_labels(utts, kind, adapter)
     jd = {name: _load_judge(name, device) for name in judge_names}
     nat = _load_judge(naturalness, device) if naturalness else None
     results_dir = Path(results_dir)
@@ -349,8 +382,64 @@ def load_world(
         corpus=corpus_name or Path(corpus_root).name, corpus_fp=corpus_fingerprint(utts), batch_size=batch_size,
         shard_size=shard_size, audio_per_shard=audio_per_shard, naturalness_per_shard=naturalness_per_shard,
         seed=seed, progress=progress, executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise,
-        spec=spec,
+        corpus_kind=kind, spec=spec,
     )
+
+
+def _corpus_for(corpus_root, corpus, task, build, n_utts, corpus_seed, progress) -> tuple[list[Utterance], str]:
+    """The corpus's utterances and kind; the task/corpus check comes before any file is read or built."""
+    from .corpora import registry
+
+    kind = corpus_kind(corpus_root, corpus)
+    if kind is not None:
+        registry.check_task(kind, task, corpus_root)
+    utts = load_corpus(corpus_root, build=build, n_utts=n_utts, corpus_seed=corpus_seed, progress=progress,
+                       corpus=corpus)
+    kind = kind or corpus_kind(corpus_root, corpus)
+    return utts, kind
+
+
+def _offered_labels(utts: list[Utterance], kind: str, adapter) -> list[Utterance]:
+    """SER corpora: drop utterances whose label the model's SER question does not offer (they can never be right)."""
+    if kind in ("demo", "esd"):
+        return utts
+    import warnings
+
+    labels = tuple(getattr(adapter, "labels", EMOTIONS))
+    keep = [u for u in utts if u.emotion in labels]
+    dropped = sorted({u.emotion for u in utts} - set(labels))
+    if dropped:
+        warnings.warn(f"{kind}: {len(utts) - len(keep)} utterances labelled {dropped} left out: the model's SER "
+                      f"question offers {list(labels)}", stacklevel=3)
+    if not keep:
+        raise CorpusError(f"no {kind} utterance has a label the model's SER question offers ({list(labels)})")
+    return keep
+
+
+def with_corpus(world: World, corpus_root: str | Path, corpus: str | None = None, n_utts: int | None = None,
+                corpus_seed: int = 0, corpus_name: str | None = None, task: str | None = None) -> World:
+    """The same world (model, judges, stores, settings) on another corpus: cross-corpus transfer without loading the
+    model or the judges twice. Results stay apart by the corpus name and fingerprint in every key."""
+    from dataclasses import replace
+
+    utts, kind = _corpus_for(corpus_root, corpus, task, True, n_utts, corpus_seed, world.progress)
+    utts = _offered_labels(utts, kind, world.adapter)
+    spec = {**world.spec, "corpus_root": str(corpus_root), "corpus": corpus, "n_utts": n_utts,
+            "corpus_seed": corpus_seed, "corpus_name": corpus_name, "task": task}
+    return replace(world, utts=utts, corpus=corpus_name or Path(corpus_root).name, corpus_fp=corpus_fingerprint(utts),
+                   corpus_kind=kind, spec=spec, _stats={})
+
+
+def second_demo_world(world: World, n_utts: int | None = None, seed: int = 0) -> World:
+    """The demo world's second corpus (notebook 07's mask transfer, notebook 08's cross-corpus SER transfer): a demo
+    corpus ``<corpus_root>_b`` next to the first, built once with ``corpus_seed = seed + 1`` (other sentences of the
+    corpus pool, other per-utterance prosody, the same ten corpus voices). Both notebooks get the same corpus and so
+    share its cached generations."""
+    if world.corpus_kind != "demo":
+        raise ValueError(f"a second demo corpus belongs to the demo world; this world's corpus is "
+                         f"{world.corpus_kind!r}: name a second corpus (transfer_corpus_root, transfer_corpus)")
+    root = Path(world.spec.get("corpus_root", DEFAULT_CORPUS_ROOT))
+    return with_corpus(world, root.with_name(root.name + "_b"), corpus="demo", n_utts=n_utts, corpus_seed=seed + 1)
 
 
 def run_dirs(results_dir: str | Path) -> dict[str, Path]:
@@ -796,6 +885,8 @@ def identify(
     from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
 
     check_method(selector, "identify"), check_rate(rate, "identify")  # before generating anything
+    if human is not None:
+        _check_human(world, human, n, targets)
     rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
         world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
     judge = filter_judge or next(iter(world.judges))
@@ -809,6 +900,42 @@ def identify(
                    n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
                    source=world.corpus)
+
+
+def _check_human(world: World, human: pd.DataFrame, n: int | None, targets: Sequence[str]) -> None:
+    """A human filter (CAS-H) must rate this world's identification conversions: checked before generating."""
+    lacking = [c for c in ("utt_id", "target", "human_success") if c not in getattr(human, "columns", [])]
+    if lacking:
+        raise ValueError(f"human filter lacks column(s) {lacking}; pass esnlib.listening.read_filter_file(path) or "
+                         "read_filter_answers(...) (utt_id, target, human_success)")
+    ids = {(u.id, t) for u in world.split("IDENTIFICATION", n) for t in targets}
+    rated = set(zip(human["utt_id"].astype(str), human["target"].astype(str)))
+    if not ids & rated:
+        raise ValueError(f"the human filter rates none of the {len(ids)} identification conversions (utt_id, e_tgt) of "
+                         f"corpus {world.corpus!r}: it must come from a filter-mode listening test on this corpus's "
+                         "IDENTIFICATION outputs (X.identification_clips -> listening.export_filter_test; "
+                         "docs/listening_test.md)")
+
+
+def identification_clips(world: World, n: int | None = None, targets: Sequence[str] = TARGET_EMOTIONS,
+                         scope: str = "lm") -> pd.DataFrame:
+    """The identification conversions that kept their waveform (``utt_id, target, audio_path, wer`` ...): the clips
+    for a filter-mode listening test whose answers become a CAS-H filter file. Only kept waveforms can be rated:
+    build the world with ``audio_per_shard=shard_size`` to keep every one (before the identification run)."""
+    rows, _ = _identification_rows(world, "evc", scope, lambda sc: baseline(
+        world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
+    return rows[rows["audio_path"].astype(str) != ""].reset_index(drop=True)
+
+
+def mask_similarity(ma: MaskSet, mb: MaskSet, sites) -> pd.DataFrame:
+    """Table 5: per emotion both mask sets have, Jaccard overlap, direct match and the JSD of the layer
+    distributions (``sites``: the masks' sites, e.g. ``world.sites("lm")``)."""
+    from .evaluation import direct_match, jaccard, jsd, layer_distribution
+
+    return pd.DataFrame([{"emotion": e, "jaccard": jaccard(ma.masks[e], mb.masks[e]),
+                          "direct_match": direct_match(ma.masks[e], mb.masks[e]),
+                          "jsd": jsd(layer_distribution(ma.masks[e], sites), layer_distribution(mb.masks[e], sites))}
+                         for e in ma.masks if e in mb.masks])
 
 
 def _nonempty_groups(all_sets: dict, cap: int | None, what: str) -> dict:
@@ -1288,6 +1415,24 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
                     intervention=iv, scope=maskset.scope, desc="SER union")
     acc_rows("union", urows)
     return pd.DataFrame(out)
+
+
+def ser_transfer(world: World, masksets: Mapping[str, MaskSet], base: pd.DataFrame, kind: str = "deactivate",
+                 alpha: float = 0.0, split: str = TEST, n: int | None = None, n_boot: int = 2000,
+                 seed: int = 0) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Cross-corpus transfer (the SER paper): each mask set (label -> MaskSet, e.g. identified on corpus A and on
+    ``world``'s own corpus) intervened on ``world``'s ``split`` items. Returns one summary row per mask set —
+    Δ recall of each mask's own emotion (``self``) and of the other emotions (``other``), pp, with 95 %
+    cluster-bootstrap CIs over items and their n — and the per-cell rows (label -> :func:`ser_effect_ci` frame).
+    ``base``: the unintervened SER rows of the same items (:func:`ser_baseline`)."""
+    out, cells = [], {}
+    for label, ms in masksets.items():
+        rows = ser_effects(world, ms, kind=kind, alpha=alpha, split=split, n=n)
+        so = ser_self_other(rows, base, n_boot=n_boot, seed=seed)
+        out.append({"masks": label, "identified_on": ms.source, "applied_to": world.corpus, "kind": kind,
+                    "alpha": float(alpha), **so, "n_items": int(rows["utt_id"].nunique())})
+        cells[label] = ser_effect_ci(rows, base, n_boot=n_boot, seed=seed).assign(masks=label)
+    return pd.DataFrame(out), cells
 
 
 # ------------------------------------------------------------------------------------ selector validity (notebook 09)

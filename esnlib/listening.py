@@ -429,9 +429,10 @@ def _read(paths, key_dir, mode: str, check_order: bool) -> tuple[pd.DataFrame, d
         raise ListeningError("no answers files given")
     page_items = {it["id"]: it for it in key["page"]["items"]}
     valid = AB_CHOICES if mode == "ab" else FILTER_CHOICES
-    rows, seen_raters = [], {}
+    rows, seen_raters, simulated = [], {}, False
     for path in paths:
         d = _load_answer_file(path)
+        simulated = simulated or bool(d.get("simulated", False))
         if d["mode"] != mode:
             raise ListeningError(f"answers file {path} is from a {d['mode']!r} page; this is a {mode!r} test")
         if d["test_id"] != key["test_id"]:
@@ -499,7 +500,9 @@ def _read(paths, key_dir, mode: str, check_order: bool) -> tuple[pd.DataFrame, d
         if missing:
             warnings.warn(f"answers file {path} (rater {rater!r}) is incomplete: {missing} of {len(page_items)} "
                           f"items unanswered", stacklevel=3)
-    return pd.DataFrame(rows), key
+    df = pd.DataFrame(rows)
+    df.attrs["simulated"] = simulated  # answers written by simulate_answers, not by people
+    return df, key
 
 
 def read_answers(paths, key_dir, check_order: bool = True) -> pd.DataFrame:
@@ -604,7 +607,8 @@ def read_filter_answers(paths, key_dir, check_order: bool = True, min_raters: in
 
     ``human_success`` is a strict majority of yes answers; clips with fewer than ``min_raters`` answers are dropped
     (with a warning). Raters who answered a repeated clip inconsistently are flagged in ``df.attrs["flagged"]``
-    but still counted. This is the human success set for CAS-H (esnlib.experiments builds the masks).
+    but still counted; ``df.attrs["simulated"]`` is True when any file came from :func:`simulate_answers`. This is
+    the human success set for CAS-H (esnlib.experiments builds the masks; :func:`save_filter_file` writes it).
     """
     df, key = _read(paths, key_dir, "filter", check_order)
     if df.empty:
@@ -632,7 +636,52 @@ def read_filter_answers(paths, key_dir, check_order: bool = True, min_raters: in
     front = ["utt_id", "target", "n_yes", "n_raters", "human_success"]
     out = out[front + [c for c in out.columns if c not in front]].reset_index(drop=True)
     out.attrs["flagged"] = sorted(flagged)
+    out.attrs["simulated"] = df.attrs.get("simulated", False)
     return out
+
+
+#: the columns of a human filter file (CAS-H): one row per rated clip
+FILTER_FILE_COLUMNS = ("utt_id", "target", "human_success")
+
+
+def save_filter_file(success: pd.DataFrame, path) -> Path:
+    """Write the human success set of :func:`read_filter_answers` as a CSV filter file (``utt_id, target,
+    human_success`` plus n_yes, n_raters when present): what notebooks 02 and 06 take as ``human_filter`` (CAS-H).
+    A frame marked SIMULATED (``attrs["simulated"]``) gets ``simulated = True`` in every row."""
+    _require_columns(success, FILTER_FILE_COLUMNS, "the human success set")
+    cols = list(FILTER_FILE_COLUMNS) + [c for c in ("n_yes", "n_raters") if c in success.columns]
+    out = success[cols].copy()
+    out["simulated"] = bool(success.attrs.get("simulated", False))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(path, index=False)
+    return path
+
+
+def read_filter_file(path) -> pd.DataFrame:
+    """Read a human filter file (:func:`save_filter_file`): ``utt_id, target, human_success`` (bool), one row per
+    (utt_id, target). A ListeningError names the file and the fix when it is missing or malformed."""
+    path = Path(path)
+    fix = ("write it with esnlib.listening.save_filter_file(read_filter_answers(answer files, key_dir), path) "
+           "after a filter-mode listening test (docs/listening_test.md)")
+    if not path.is_file():
+        raise ListeningError(f"human filter file {path} does not exist; {fix}")
+    try:
+        df = pd.read_csv(path, dtype={"utt_id": str, "target": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ListeningError(f"human filter file {path} is not a CSV file ({exc}); {fix}") from None
+    lacking = [c for c in FILTER_FILE_COLUMNS if c not in df.columns]
+    if lacking:
+        raise ListeningError(f"human filter file {path} lacks column(s) {lacking} (has {list(df.columns)}); {fix}")
+    hs = df["human_success"].map(lambda v: {"true": True, "false": False, "1": True, "0": False}.get(
+        str(v).strip().lower()))
+    if hs.isna().any():
+        bad = df.loc[hs.isna(), "human_success"].head(3).tolist()
+        raise ListeningError(f"human filter file {path}: human_success must be True/False, got {bad}; {fix}")
+    df["human_success"] = hs.astype(bool)
+    if df.duplicated(["utt_id", "target"]).any():
+        raise ListeningError(f"human filter file {path} rates some (utt_id, target) twice; keep one row each ({fix})")
+    return df
 
 
 # --------------------------------------------------------------------------------------------------------------

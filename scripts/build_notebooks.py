@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = '''\
 # Parameters (papermill overrides these; `smoke=True` shrinks every run for tests)
 model = "demo"                  # esnlib.models.registry name or path
-corpus_root = "data/demo_corpus"  # ESD layout: real ESD or the demo corpus (built here if missing)
+corpus_root = "data/demo_corpus"  # the corpus folder (the demo corpus is built here if missing)
+corpus = None                   # "demo", "esd", "iemocap", "meld", "msp-podcast"; None: the folder's layout.
+                                # EVC notebooks take demo/esd, notebook 08 (SER) all five (docs/notebooks.md)
 corpus_n_utts = None            # sentences per speaker when the demo corpus is built here (None: mode default)
 judges = "prosody,spectral"     # emotion judges (esnlib.judges.registry), the first one filters successes
 naturalness = "dnsmos"          # naturalness judge (UTMOS in the paper)
@@ -69,7 +71,8 @@ world = X.load_world(model=model, corpus_root=corpus_root, judges=judges, natura
                      results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
                      batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
                      naturalness_per_shard=S["naturalness_per_shard"], n_utts=corpus_n_utts or S["corpus_n_utts"],
-                     executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise)
+                     executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise,
+                     corpus=corpus, task=TASK)
 J = list(world.judges)
 N_LM = sum(s.width for s in world.sites("lm"))
 
@@ -100,17 +103,35 @@ def listen(base_rows, rows, k=2):
         display(Audio(filename=p.audio_path_base), Audio(filename=p.audio_path))
 
 
-print(f"model {world.adapter.describe()} | corpus {world.corpus} ({len(world.utts)} utterances) | judges {J} | "
+print(f"model {world.adapter.describe()} | corpus {world.corpus} ({world.corpus_kind}, {len(world.utts)} utterances) | "
+      f"judges {J} | "
       f"N(lm) = {N_LM} | r = {r:.4f} -> {int(np.floor(r * N_LM))} neurons per emotion | c = {c} | alpha = {alpha} | "
       f"evaluation: {n_eval} sources (cross cells {n_cross}), sweeps {n_sweep}")
 '''
 
 
+#: parameters only some notebooks have (appended to their parameters cell)
+HUMAN_FILTER = ("human_filter = None             # CSV from a filter-mode listening test "
+                "(esnlib.listening.save_filter_file): CAS-H rows\n")
+EXTRA_PARAMS = {
+    "02_selectors": HUMAN_FILTER,
+    "06_localization": HUMAN_FILTER,
+    "08_recognition": ("transfer_corpus_root = None     # corpus B of the cross-corpus transfer; None: the second demo "
+                       "corpus (demo world)\n"
+                       "transfer_corpus = None          # its kind (demo, esd, iemocap, meld, msp-podcast); None: its "
+                       "layout\n"),
+}
+#: notebooks on the SER task (any corpus); the others are EVC notebooks (ESD-like corpora only)
+SER_NOTEBOOKS = ("08_recognition",)
+
+
 def nb(name: str, title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
-    params = new_code_cell(PARAMS)
+    params = new_code_cell(PARAMS + EXTRA_PARAMS.get(name, ""))
     params.metadata["tags"] = ["parameters"]
+    task = "ser" if name in SER_NOTEBOOKS else "evc"
     out = [new_markdown_cell(f"# {title}\n\n{textwrap.dedent(intro).strip()}"), params,
-           new_code_cell(f'NB = "{name}"\n' + SETUP)]
+           new_code_cell(f'NB = "{name}"\nTASK = "{task}"  # the corpora it takes: esnlib.corpora.registry\n'
+                         + SETUP)]
     for kind, src in cells:
         src = textwrap.dedent(src).strip()
         out.append(new_markdown_cell(src) if kind == "md" else new_code_cell(src))
@@ -187,6 +208,8 @@ register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
     McNemar's test on the self pairs. CAS and random (the headline pair) use `n_eval` sources on the diagonal and
     `n_cross` off it; LAP, LAPE and MAD use `n_sweep` sources per cell.
     On the demo LALM r and α default to `X.DEMO_RATE` and `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why).
+    With `human_filter` (the CSV of a filter-mode listening test on the IDENTIFICATION outputs, notebook 10 /
+    docs/listening_test.md) Table 3 gains the paper's CAS-H row: CAS on the human-filtered success sets.
 """, [
     ("code", """
         selectors = list(X.SELECTORS)
@@ -195,19 +218,32 @@ register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
         ms = masksets[selectors[0]]
         display(Markdown(f"Success sets (judge {ms.filter_judge}): before cap {ms.n_success_all}, after cap c={c}: "
                          f"{ms.n_success}. Mask sizes: " + "; ".join(f"{s}: {m.sizes()}" for s, m in masksets.items())))
+        if human_filter is None:
+            display(Markdown("No `human_filter` given: Table 3 has no CAS-H row (CAS from human-filtered success "
+                             "sets needs a filter-mode listening test on the IDENTIFICATION outputs; "
+                             "docs/listening_test.md)."))
+        else:
+            from esnlib import listening as L
+
+            hf = L.read_filter_file(human_filter)
+            CAS_H = "CAS-H (SIMULATED raters)" if hf["simulated"].any() else "CAS-H"
+            masksets[CAS_H] = X.identify(world, "CAS", rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer, human=hf)
+            display(Markdown(f"{CAS_H}: {int(hf.human_success.sum())} of {len(hf)} rated clips are human successes; "
+                             f"success sets before cap {masksets[CAS_H].n_success_all}, after cap "
+                             f"{masksets[CAS_H].n_success}."))
     """),
     ("code", """
         # the headline pair with full power, the other selectors on fewer sources; each call is one pass whose
         # conditions share generate calls (row-wise edits)
-        head = [s for s in selectors if s in ("CAS", "random")]
+        head = [s for s in masksets if s in ("CAS", "random") or s.startswith("CAS-H")]
         rest = [s for s in selectors if s not in head]
         rows = dict(zip(head, X.evaluate_settings(world, [(masksets[s], "steer", alpha) for s in head], n=n_eval,
                                                   n_cross=n_cross)))
         if rest:
             rows.update(zip(rest, X.evaluate_settings(world, [(masksets[s], "steer", alpha) for s in rest],
                                                       n=n_sweep)))
-        summ = [X.summarize(rows[s], base, selector=s) for s in selectors]
-        heat = {s: X.effect_tables(rows[s], base)[J[0]] for s in selectors}
+        summ = [X.summarize(rows[s], base, selector=s) for s in masksets]
+        heat = {s: X.effect_tables(rows[s], base)[J[0]] for s in masksets}
         t3 = table(pd.concat(summ, ignore_index=True), "table3")
         rows_csv(base, *rows.values())
         t3
@@ -231,8 +267,13 @@ register("02_selectors", "02 · Selector comparison (Table 3, Figure 3)", """
                          f"(WER ≤ {max_wer}) self {cas.self_textok:+.1f} pp [{cas.self_textok_lo:+.1f}, "
                          f"{cas.self_textok_hi:+.1f}] (n = {int(cas.n_textok)}); Δ posterior of e_tgt {cas.d_post:+.1f} pp. "
                          f"Random (same size): self {rnd['self']:+.1f} pp [{rnd.self_lo:+.1f}, {rnd.self_hi:+.1f}].")
+        for s in [s for s in masksets if s.startswith("CAS-H")]:
+            h = g.loc[(s, J[0])]
+            lines.append(f"- **{s}** ({J[0]}): self {h['self']:+.1f} pp [{h.self_lo:+.1f}, {h.self_hi:+.1f}] "
+                         f"(n = {int(h.n_pairs)} pairs), cross {h.cross:+.1f} pp, gap {h.gap:+.1f} pp, ΔWER "
+                         f"{100 * h.d_wer:+.1f} pp (paper: CAS-H slightly below CAS in self effect, much lower ΔWER).")
         display(Markdown("\\n".join(lines) + f"\\n\\nΔWER per selector (pp): " + ", ".join(
-            f"{s} {100 * g.loc[(s, J[0]), 'd_wer']:+.1f}" for s in selectors)
+            f"{s} {100 * g.loc[(s, J[0]), 'd_wer']:+.1f}" for s in masksets)
             + ". The paper finds CAS and MAD strongest and LAPE diffuse on Qwen2.5-Omni-7B (CAS +4.27 pp self at "
             "α = 1 with ΔWER +10.65 pp)."))
         listen(base, rows["CAS"] if "CAS" in rows else next(iter(rows.values())))
@@ -360,10 +401,11 @@ register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", "
     Where the CAS ESNs sit (count per decoder layer and emotion), the same pipeline on the talker (speech-generation
     side, Table 6, every selector), and how similar masks identified with the two judges' success filters are
     (Table 5: Jaccard, direct match, JSD of the layer distributions; the paper compares human- vs SER-filtered sets —
-    here the two demo judges stand in for the two supervision signals).
+    here the two demo judges stand in for the two supervision signals, and with `human_filter` (a filter-mode
+    listening test's CSV, docs/listening_test.md) the CAS-H masks are compared with the judge-filtered ones too).
 """, [
     ("code", """
-        from esnlib.evaluation import direct_match, jaccard, jsd, layer_counts, layer_distribution
+        from esnlib.evaluation import layer_counts
 
         m = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
         counts = layer_counts([m.masks[e] for e in m.masks], list(m.masks), world.sites("lm"))
@@ -384,19 +426,28 @@ register("06_localization", "06 · Localization (Figure 9, Table 6, Table 5)", "
         t6
     """),
     ("code", """
-        if len(J) < 2:
-            raise ValueError("Table 5 compares masks from two judges' filters: pass two judges")
-        ma = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, filter_judge=J[0], max_wer=max_wer)
-        mb = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, filter_judge=J[1], max_wer=max_wer)
+        if len(J) < 2 and human_filter is None:
+            raise ValueError("Table 5 compares masks from two success filters: pass two judges or a human_filter file")
         sites = world.sites("lm")
-        t5 = pd.DataFrame([{"emotion": e, "jaccard": jaccard(ma.masks[e], mb.masks[e]),
-                            "direct_match": direct_match(ma.masks[e], mb.masks[e]),
-                            "jsd": jsd(layer_distribution(ma.masks[e], sites), layer_distribution(mb.masks[e], sites))}
-                           for e in ma.masks if e in mb.masks])
-        t5 = table(t5.set_index("emotion"), "table5")
-        display(Markdown(f"Masks from the {J[0]}- vs {J[1]}-filtered success sets: mean Jaccard "
-                         f"{t5.jaccard.mean():.3f}, mean JSD of layer distributions {t5.jsd.mean():.3f} (paper, human vs "
-                         "SER filter: Jaccard 0.13-0.22, JSD 0.021)."))
+        ma = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, filter_judge=J[0], max_wer=max_wer)
+        parts = []
+        if len(J) >= 2:
+            mb = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, filter_judge=J[1], max_wer=max_wer)
+            parts.append(X.mask_similarity(ma, mb, sites).assign(comparison=f"{J[0]} vs {J[1]}"))
+        if human_filter is None:
+            display(Markdown("No `human_filter` given: Table 5 has no CAS-H rows (human- vs judge-filtered masks)."))
+        else:
+            from esnlib import listening as L
+
+            hf = L.read_filter_file(human_filter)
+            mh = X.identify(world, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer, human=hf)
+            who = "human (SIMULATED raters)" if hf["simulated"].any() else "human"
+            parts.append(X.mask_similarity(mh, ma, sites).assign(comparison=f"{who} (CAS-H) vs {J[0]}"))
+        t5 = table(pd.concat(parts, ignore_index=True).set_index(["comparison", "emotion"]), "table5")
+        means = t5.groupby(level="comparison")[["jaccard", "jsd"]].mean()
+        display(Markdown("Mean over emotions: " + "; ".join(
+            f"{k}: Jaccard {v.jaccard:.3f}, JSD of layer distributions {v.jsd:.3f}" for k, v in means.iterrows())
+            + " (paper, human vs SER filter: Jaccard 0.13-0.22, JSD 0.021)."))
         t5
     """),
 ])
@@ -423,16 +474,9 @@ register("07_generalization", "07 · Generalization (Figure 10, mask transfer)",
         fig10
     """),
     ("code", """
-        # only for the demo world: a second demo corpus can be built next to the first one
-        is_demo = (Path(corpus_root) / "demo_corpus.json").exists()
-        second_root = str(Path(corpus_root).with_name(Path(corpus_root).name + "_b")) if is_demo else None
-        if second_root is not None:
-            world_b = X.load_world(model=model, corpus_root=second_root, judges=judges, naturalness=naturalness,
-                                   results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
-                                   batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
-                                   naturalness_per_shard=S["naturalness_per_shard"], corpus="demo",
-                                   n_utts=S["second_corpus_n_utts"], corpus_seed=seed + 1, adapter=world.adapter,
-                                   rowwise=rowwise)
+        # only for the demo world: a second demo corpus next to the first one (notebook 08 uses the same one)
+        if world.corpus_kind == "demo":
+            world_b = X.second_demo_world(world, n_utts=S["second_corpus_n_utts"], seed=seed)
             base_b = X.baseline(world_b, X.TEST, n=n_sweep)
             m_b = X.identify(world_b, selector, rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
             rows_ab, rows_bb = X.evaluate_settings(world_b, [(m, "steer", alpha), (m_b, "steer", alpha)], n=n_sweep)
@@ -459,8 +503,12 @@ register("08_recognition", "08 · Recognition neurons (SER paper)", """
     The SER paper's setting: the LALM itself answers a five-way emotion question. ESNs are identified from
     correctly recognized IDENTIFICATION utterances (all five emotions), then (a) deactivated — recall of the mask's
     own emotion should drop most — and (b) amplified (steering) — predictions should move toward the mask's emotion.
-    Evaluated on TEST (seen + unseen pooled). Finally label-free ways to apply masks when the true label is unknown
-    (this project's reading of the paper's 2-pass / mix / union strategies, `esnlib.experiments.ser_label_free`).
+    Evaluated on TEST (seen + unseen pooled). Then label-free ways to apply masks when the true label is unknown
+    (this project's reading of the paper's 2-pass / mix / union strategies, `esnlib.experiments.ser_label_free`), and
+    the paper's **cross-dataset transfer**: masks identified on corpus A (this notebook's corpus) deactivated on
+    corpus B's TEST items, next to masks identified on B itself. On the demo world B is the second demo corpus that
+    notebook 07 builds (same voices, other sentences and prosody: a weak test); on real data any pair
+    (`corpus_root`/`corpus` for A, `transfer_corpus_root`/`transfer_corpus` for B; IEMOCAP, MELD, MSP-Podcast, ESD).
 """, [
     ("code", """
         n_ser = S["n_ser"]
@@ -499,6 +547,38 @@ register("08_recognition", "08 · Recognition neurons (SER paper)", """
         save(plots.effect_heatmaps({"Δ recall under deactivation": piv}, title="Label-free strategies (pp)"),
              "label_free")
         piv
+    """),
+    ("code", """
+        # cross-dataset transfer: corpus A's masks (m) and corpus B's own masks, deactivated on B's TEST items
+        if transfer_corpus_root is not None:
+            world_b = X.with_corpus(world, transfer_corpus_root, corpus=transfer_corpus, task=TASK)
+        elif world.corpus_kind == "demo":
+            world_b = X.second_demo_world(world, n_utts=S["second_corpus_n_utts"], seed=seed)
+        else:
+            world_b = None
+            display(Markdown("Cross-dataset transfer needs a second corpus: pass `transfer_corpus_root` (and "
+                             "`transfer_corpus`)."))
+        if world_b is not None:
+            base_b = X.ser_baseline(world_b, X.TEST, n=n_ser)
+            m_b = X.identify_ser(world_b, selector, rate=r, seed=seed, n=n_id)
+            A, B = world.corpus, world_b.corpus
+            tr, cells = X.ser_transfer(world_b, {f"A → B ({A} masks)": m, f"B → B ({B} masks)": m_b}, base_b,
+                                       n=n_ser, seed=seed)
+            table(tr, "transfer", latex=False)
+            table(pd.concat(cells.values(), ignore_index=True), "transfer_ci", latex=False)
+            table(X.mask_similarity(m, m_b, world.sites("lm")).set_index("emotion"), "transfer_overlap", latex=False)
+            save(plots.effect_heatmaps({k: v.pivot(index="e_mask", columns="emotion", values="delta")
+                                        for k, v in cells.items()},
+                                       title=f"SER transfer: Δ recall on {B} under deactivation (pp)"), "transfer")
+            a, b = tr.iloc[0], tr.iloc[1]
+            display(Markdown(
+                f"On {B} ({int(a.n_items)} TEST items, baseline accuracy {100 * base_b.correct.mean():.1f} %): "
+                f"masks from {A} move the own emotion's recall by {a['self']:+.1f} pp [{a.self_lo:+.1f}, "
+                f"{a.self_hi:+.1f}] (n = {a.n_self} item-mask pairs) and the other emotions' by {a.other:+.1f} pp "
+                f"[{a.other_lo:+.1f}, {a.other_hi:+.1f}] (n = {a.n_other}); {B}'s own masks: self {b['self']:+.1f} pp "
+                f"[{b.self_lo:+.1f}, {b.self_hi:+.1f}], other {b.other:+.1f} pp [{b.other_lo:+.1f}, {b.other_hi:+.1f}]. "
+                "The SER paper reports partial cross-dataset transfer."))
+            display(tr)
     """),
 ])
 

@@ -20,7 +20,7 @@ EXPECTED = {
     "05_intervention": ["kinds_heatmaps", "alpha_heatmaps", "tradeoff"],
     "06_localization": ["layer_counts", "talker_summary"],
     "07_generalization": ["seen_unseen", "transfer"],
-    "08_recognition": ["effects", "label_free"],
+    "08_recognition": ["effects", "label_free", "transfer"],
     "09_selector_validity": ["validity", "causal_effects"],
     "10_listening_test": ["fig8_SIMULATED"],
 }

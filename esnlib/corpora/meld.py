@@ -70,6 +70,7 @@ def load_meld(root: str | Path, splits: tuple[str, ...] | list[str] = ("train", 
         raise ValueError(f"unknown MELD split(s) {bad}; use some of {tuple(SPLITS)}")
     cache = Path(cache_dir) if cache_dir is not None else root / ".esnlib_wav"
     utts: list[Utterance] = []
+    skipped: list[str] = []
     for split in splits:
         csv_name, video_dir = SPLITS[split]
         csv = root / csv_name
@@ -97,10 +98,16 @@ def load_meld(root: str | Path, splits: tuple[str, ...] | list[str] = ("train", 
                     extract_audio(mp4, wav)
                 except CorpusError:
                     if on_missing == "skip":
+                        skipped.append(f"{split}/{uid}")
                         continue
                     raise
             utts.append(Utterance(id=f"{split}_{uid}", corpus="meld", speaker=str(row.Speaker), emotion=LABELS[emo],
                                   text=str(row.Utterance), path=str(wav), index=len(utts) + 1, split=split))
+    if skipped:
+        import warnings
+
+        warnings.warn(f"MELD: {len(skipped)} clip(s) missing or without audio were skipped (e.g. {skipped[:3]})",
+                      stacklevel=2)
     if not utts:
         raise CorpusError(f"no MELD utterances loaded from {root} for splits {list(splits)}")
     return utts

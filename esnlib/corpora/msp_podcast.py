@@ -3,6 +3,7 @@
 Layout (release 1.11/1.12)::
 
     <root>/Labels/labels_consensus.csv   columns FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set
+    (older releases: <root>/Labels/labels_concensus.csv)
     <root>/Audios/<FileName>             (e.g. MSP-PODCAST_0001_0008.wav)
     <root>/Transcripts/<stem>.txt        (optional)
 
@@ -24,6 +25,8 @@ EIGHT_CLASS = ("neutral", "angry", "happy", "sad", "surprise", "fear", "disgust"
 FOUR_CLASS = ("neutral", "angry", "happy", "sad")
 CLASS_SETS = {4: FOUR_CLASS, 8: EIGHT_CLASS}
 REQUIRED = ("FileName", "EmoClass", "SpkrID", "Split_Set")
+#: the consensus label file; older releases spell it "concensus"
+LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
 
 
 def load_msp_podcast(root: str | Path, classes: int = 4, splits: list[str] | None = None,
@@ -34,9 +37,11 @@ def load_msp_podcast(root: str | Path, classes: int = 4, splits: list[str] | Non
         raise ValueError(f"classes must be 4 or 8, got {classes}")
     if not root.is_dir():
         raise CorpusError(f"MSP-Podcast root {root} does not exist; point it at the folder holding Labels/ and Audios/")
-    csv = root / "Labels" / "labels_consensus.csv"
+    csv = next((root / "Labels" / f for f in LABEL_FILES if (root / "Labels" / f).is_file()),
+               root / "Labels" / LABEL_FILES[0])
     if not csv.is_file():
-        raise CorpusError(f"{csv} is missing; MSP-Podcast labels live in Labels/labels_consensus.csv")
+        raise CorpusError(f"{csv} is missing; MSP-Podcast labels live in Labels/labels_consensus.csv (older "
+                          "releases: Labels/labels_concensus.csv) next to Audios/")
     adir = root / "Audios"
     if not adir.is_dir():
         raise CorpusError(f"{adir} is missing; unpack the audio into Audios/ (flat folder of wav files)")
