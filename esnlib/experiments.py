@@ -24,13 +24,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import EMOTIONS, TARGET_EMOTIONS
 from .corpora.base import CorpusError, Utterance
 from .evaluation import MIN_NATURALNESS_N, naturalness_note  # noqa: F401  (tables mark naturalness from few clips)
 from .fsutil import atomic_write_bytes
 from .intervention import per_condition
+from .progress import tqdm
 from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
 
 #: the paper's identification defaults (EVC paper, section 5.2): c = 50, r = 0.5 %, steering with α = 1.0

@@ -184,7 +184,7 @@ class _Progress:
     """tqdm bar over all units (finished ones counted from the start) plus a log line every ``log_every`` s."""
 
     def __init__(self, total: int, done: int, todo: int, progress: bool, log_every: float, desc: str):
-        from tqdm.auto import tqdm
+        from .progress import tqdm
 
         self.total, self.done0, self.todo = total, done, todo
         self.done = done

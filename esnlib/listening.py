@@ -222,7 +222,7 @@ def export_ab_test(
     ``audio_b_path`` (intervened wav) and any condition fields (selector, alpha, ...), which go to key.json only.
     ``n_per_emotion=None`` uses the smallest per-emotion count. ``attention_checks`` same-clip-twice trials are added.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     _require_columns(pairs, ("pair_id", "target", "utt_id", "audio_a_path", "audio_b_path"), "pairs")
     if pairs["pair_id"].duplicated().any():
@@ -284,7 +284,7 @@ def export_filter_test(
     ``n_per_emotion=None`` keeps every clip (no balancing). ``attention_checks`` clips are repeated under a second
     opaque id; inconsistent answers to a repeat fail the check.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     _require_columns(clips, ("utt_id", "target", "audio_path"), "clips")
     if attention_checks < 0:

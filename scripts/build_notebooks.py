@@ -57,7 +57,9 @@ import esnlib
 import esnlib.experiments as X
 from esnlib import plots
 from esnlib.evaluation import self_cross
+from esnlib.params import validate_params
 
+validate_params(globals())  # every parameter above; a bad one is a ParameterError before anything is loaded
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 S = X.defaults(smoke)
 demo = model in ("demo", "demo-lalm")

@@ -1,8 +1,11 @@
 """Run the paper notebooks (notebooks/01-10) headless with papermill, in order.
 
 Executed copies go to ``runs/<timestamp>/`` (the sources are never overwritten); figures go to ``figures_dir``
-(default ``figures/``; in ``--smoke`` mode ``<run dir>/figures``). Prints a summary with times; exits non-zero if any
-notebook fails.
+(default ``figures/``; in ``--smoke`` mode ``<run dir>/figures``). The ``-p`` values are checked (names against the
+notebooks' parameters cells, values with esnlib.params.validate_params) before any kernel starts: exit code 2.
+While a notebook runs, the terminal shows its cell k of n, the elapsed time and the running step's own progress
+(esnlib.nbrun; ``--progress``). Prints a summary with times and, for a failed notebook, its exception, the cell line
+that raised and where; exits 1 if any notebook fails.
 
     python scripts/run_notebooks.py                       # the full demo world (make paper)
     python scripts/run_notebooks.py --smoke               # tiny sizes, for tests
@@ -20,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+# 00_explore is left out on purpose: it is interactive (widgets) and computes nothing until Show is pressed
+# (docs/notebooks.md, "The explorer"); tests/test_explorer*.py run it headless and in JupyterLab.
 SERIES = [f"{i:02d}" for i in range(1, 11)]
 
 
@@ -67,17 +72,72 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default none)")
+    ap.add_argument("--progress", choices=("auto", "line", "log", "off"), default="auto",
+                    help="terminal progress: line (one status line rewritten in place), log (a line per cell and "
+                         "finished step, the running step every --progress-every s), off; auto: line on a terminal, "
+                         "else log")
+    ap.add_argument("--progress-every", type=float, default=30.0, metavar="S",
+                    help="log mode: print the running step every S seconds (default 30)")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def check_parameters(given: dict, books: list[Path]) -> list[str]:
+    """Problems with the ``-p`` values, found without starting a kernel: names that no selected notebook's parameters
+    cell defines (papermill would only warn), and values esnlib.params.validate_params refuses."""
+    import difflib
+
     import papermill as pm
 
+    from esnlib.params import ParameterError, validate_params
+
+    known: set[str] = set()
+    for b in books:
+        known |= set(pm.inspect_notebook(str(b)))
+    problems = []
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            problems.append(f"  {name}: no selected notebook has this parameter"
+                            + (f" (did you mean {close[0]!r}?)" if close else f"; known: {sorted(known)}"))
+    try:
+        validate_params(given)
+    except ParameterError as e:
+        problems += [ln for ln in str(e).splitlines() if ln.startswith("  ")]
+    return problems
+
+
+def run(books: list[Path], out: Path, params: dict, reporter, kernel: str = "python3", timeout: int | None = None,
+        fail_fast: bool = False, cwd: Path = ROOT) -> list[tuple[str, str, float, list[str]]]:
+    """Execute ``books`` in order into ``out``: one (name, "ok" or "FAILED", seconds, failure lines) per notebook."""
+    from esnlib.nbrun import execute, failure_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for i, src in enumerate(books, 1):
+        t0 = time.perf_counter()
+        status, err = "ok", []
+        reporter.println(f"[{i}/{len(books)}] {src.stem}")
+        try:
+            execute(src, out / src.name, notebook_parameters(params, src.name), reporter, name=src.stem,
+                    kernel_name=kernel, cwd=str(cwd), execution_timeout=timeout)
+        except Exception as exc:  # papermill's PapermillExecutionError carries the kernel's exception
+            status, err = "FAILED", failure_summary(exc, root=str(cwd))
+        secs = time.perf_counter() - t0
+        summary.append((src.stem, status, secs, err))
+        reporter.println(f"{src.stem:28s} {status:6s} {secs:7.1f} s" + "".join(f"\n    {ln}" for ln in err))
+        if status != "ok" and fail_fast:
+            break
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from esnlib.nbrun import Reporter
+
+    args = build_parser().parse_args(argv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (args.out or ROOT / "runs" / (stamp + ("-smoke" if args.smoke else ""))).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    params = {k: parse_value(v) for k, v in args.parameter}
+    given = {k: parse_value(v) for k, v in args.parameter}
+    params = dict(given)
     if args.smoke:
         params.setdefault("smoke", True)
         params.setdefault("corpus_root", str(ROOT / "data" / "smoke_corpus"))
@@ -85,30 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         params.setdefault("figures_dir", str(out / "figures"))
     # relative paths are taken from the repository root (the notebooks run with cwd = ROOT)
     books = notebooks(args.only)
-    print(f"running {len(books)} notebooks -> {out}\nparameters: {params}", flush=True)
-    summary = []
+    problems = check_parameters(given, books)
+    if problems:
+        print("bad parameters (nothing was run):\n" + "\n".join(problems), file=sys.stderr)
+        return 2
+    reporter = Reporter(mode=args.progress, every=args.progress_every)
+    reporter.println(f"running {len(books)} notebooks -> {out}\nparameters: {params}")
     t_all = time.perf_counter()
-    for src in books:
-        dst = out / src.name
-        t0 = time.perf_counter()
-        status, err = "ok", ""
-        try:
-            pm.execute_notebook(str(src), str(dst), parameters=notebook_parameters(params, src.name),
-                                kernel_name=args.kernel, cwd=str(ROOT),
-                                progress_bar=False, log_output=False, execution_timeout=args.timeout)
-        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-            status = "FAILED"
-            err = str(exc).strip().splitlines()
-            err = " | ".join(line for line in err[-3:] if line.strip())[:400]
-        secs = time.perf_counter() - t0
-        summary.append((src.stem, status, secs, err))
-        print(f"{src.stem:28s} {status:6s} {secs:7.1f} s  {err}", flush=True)
-        if status != "ok" and args.fail_fast:
-            break
+    summary = run(books, out, params, reporter, kernel=args.kernel, timeout=args.timeout, fail_fast=args.fail_fast)
     total = time.perf_counter() - t_all
     print("\nsummary")
     for name, status, secs, err in summary:
-        print(f"  {name:28s} {status:6s} {secs:7.1f} s")
+        print(f"  {name:28s} {status:6s} {secs:7.1f} s" + (f"  {err[0]}" if err else ""))
     n_bad = sum(s != "ok" for _, s, _, _ in summary)
     print(f"  {'total':28s} {'ok' if not n_bad else f'{n_bad} failed':6s} {total:7.1f} s\nexecuted copies: {out}")
     if "figures_dir" in params:

@@ -100,7 +100,24 @@ def test_runner_exit_code_and_sources_untouched(smoke_run):
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
 
-def test_runner_fails_on_a_broken_notebook(tmp_path):
+def test_runner_fails_on_a_broken_notebook(tmp_path, capsys):
+    """Valid parameters, a corpus that is not there: the notebook fails in load_world; the summary says why."""
     rc = _runner().main(["--only", "01", "--out", str(tmp_path / "run"), "-p", "corpus_root",
-                         str(tmp_path / "no_such_corpus"), "-p", "judges", "", "-p", "smoke", "True"])
+                         str(tmp_path / "no_such_corpus"), "-p", "smoke", "True"])
     assert rc == 1
+    out = capsys.readouterr().out
+    assert "01_baseline                  FAILED" in out and "CorpusError: corpus root " in out
+    assert "world = X.load_world(" in out  # the set-up cell's line that raised
+    assert "raised in " in out and " (esnlib/" in out  # where, relative to the repository
+
+
+def test_a_bad_parameter_stops_the_notebook_before_load_world(tmp_path):
+    """The set-up cell validates every parameter first: a bad selector is a ParameterError, not the CorpusError
+    that load_world would raise for the missing corpus (and not an error after minutes of identification)."""
+    from esnlib.nbrun import Reporter, execute
+
+    with pytest.raises(Exception) as ei:
+        execute(NOTEBOOKS[1], tmp_path / "02.ipynb", {"selector": "CSA", "smoke": True, "corpus_root": str(
+            tmp_path / "no_such_corpus"), "results_dir": str(tmp_path / "r")}, Reporter(mode="off"), cwd=str(ROOT))
+    assert ei.value.ename == "ParameterError"
+    assert "selector: got 'CSA'" in ei.value.evalue

@@ -58,7 +58,7 @@ def load_meld(root: str | Path, splits: tuple[str, ...] | list[str] = ("train", 
     on_missing: "error" (default) or "skip" for utterances whose mp4 is absent or unreadable (the public release
     lacks a few).
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     root = Path(root)
     if on_missing not in ("error", "skip"):

@@ -22,9 +22,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import tts
+from ..progress import tqdm
 from .base import CorpusError
 from .esd import EMOTION_DIRS, ESD_ORDER
 from .sentences import CORPUS_VOICES, make_sentences

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..audio import SAMPLE_RATE, resample
+from ..progress import tqdm
 
 
 def bundled_model_dir() -> Path:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import tts
 from ..audio import SAMPLE_RATE, resample
+from ..progress import tqdm
 from .base import EmotionJudge
 
 LABELS = tts.EMOTIONS

@@ -19,9 +19,9 @@ import os
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..audio import SAMPLE_RATE, resample, to_16k_clip
+from ..progress import tqdm
 from .base import NaturalnessJudge
 
 

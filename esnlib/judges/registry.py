@@ -15,6 +15,8 @@ JUDGES = {
     "prosody": ("esnlib.judges.demo", "ProsodyJudge"),
     "spectral": ("esnlib.judges.demo", "SpectralJudge"),
 }
+#: the judges that score naturalness (``naturalness=``); the others label emotion (``judges=``)
+NATURALNESS_JUDGES = ("utmos", "dnsmos")
 ALIASES = {"emotion2vec+large": "emotion2vec", "emotion2vec_plus_large": "emotion2vec", "qwen3": "qwen3-omni",
            "qwen3-omni-30b": "qwen3-omni", "utmos22": "utmos", "dnsmos_ovrl": "dnsmos",
            "demo-prosody": "prosody", "demo-spectral": "spectral"}

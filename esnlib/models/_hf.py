@@ -239,7 +239,7 @@ class ChatSerAdapter:
 
     def ser(self, utts, *, capture=False, intervention=None, scope="lm", batch_size=8):
         """SER as n-way multiple choice; greedy; ``Generation.label`` is the parsed answer or None."""
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         from ..judges.qwen3_omni import parse_emotion_answer
         from .base import Generation

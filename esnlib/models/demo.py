@@ -550,7 +550,7 @@ class DemoAdapter(ModelAdapter):
         return out if capture else (out, None)
 
     def _batches(self, n: int, batch_size: int, desc: str):
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

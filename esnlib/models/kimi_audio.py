@@ -114,7 +114,7 @@ class KimiAudioAdapter(ModelAdapter):
 
     def evc(self, utts: Sequence[Utterance], targets: Sequence[str], *, capture: bool = False, intervention=None,
             scope: str = "lm", batch_size: int = 1):
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         from ..audio import resample
 

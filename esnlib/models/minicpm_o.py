@@ -139,7 +139,7 @@ class MiniCPMOAdapter(ModelAdapter):
 
     def evc(self, utts: Sequence[Utterance], targets: Sequence[str], *, capture: bool = False, intervention=None,
             scope: str = "lm", batch_size: int = 1):
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         check_targets(utts, targets, tuple(EMOTION_WORDS))
         if not self.has_talker:

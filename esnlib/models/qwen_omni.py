@@ -219,7 +219,7 @@ class QwenOmniAdapter(ModelAdapter):
             raise ValueError("EVC needs audio output: load Qwen2.5-Omni with its talker (enable_audio_output=True)")
         sites = self.sites(scope) if (capture or intervention is not None) else None
         gens, parts = [], []
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         for idx in tqdm(list(batches(len(utts), batch_size)), desc=f"{self.name} EVC", leave=False):
             inputs = self.build_inputs(load_audios([utts[i] for i in idx]), [evc_user_text(targets[i]) for i in idx],
@@ -245,7 +245,7 @@ class QwenOmniAdapter(ModelAdapter):
     def ser(self, utts: Sequence[Utterance], *, capture: bool = False, intervention=None, scope: str = "lm",
             batch_size: int = 8):
         """SER as text: n-way multiple choice over ``self.labels``; the answer is parsed into ``Generation.label``."""
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         from ..judges.qwen3_omni import parse_emotion_answer
 
