@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from .constants import EMOTIONS, TARGET_EMOTIONS  # the shared vocabularies (esnlib/constants.py)
 
-EMOTIONS = ("neutral", "angry", "happy", "sad", "surprise")
-TARGET_EMOTIONS = ("angry", "happy", "sad", "surprise")
+__version__ = "0.1.0"
 
 _EXPORTS = {
     "find_sites": "sites",

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import EMOTIONS, TARGET_EMOTIONS
+from .constants import EMOTIONS, POOLED_SPLITS, SPLITS, TARGET_EMOTIONS, TEST
 from .corpora.base import CorpusError, Utterance
 from .evaluation import MIN_NATURALNESS_N, naturalness_note  # noqa: F401  (tables mark naturalness from few clips)
 from .fsutil import atomic_write_bytes
@@ -54,10 +54,6 @@ DEMO_ALPHAS = (0.5, 1.0, 2.0)
 KIND_ALPHAS = {"steer": 1.0, "add": 0.5, "clamp": 0.5, "deactivate": 0.0}
 SELECTORS = ("LAP", "LAPE", "MAD", "CAS", "random")
 MAX_WER = 0.15
-SPLITS = ("IDENTIFICATION", "DEVELOPMENT", "TEST-SEEN", "TEST-UNSEEN")
-#: the paper computes every result on TEST-SEEN and TEST-UNSEEN together; "TEST" is that pool (the default)
-POOLED_SPLITS = {"TEST": ("TEST-SEEN", "TEST-UNSEEN")}
-TEST = "TEST"
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers

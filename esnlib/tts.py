@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .constants import EMOTIONS
+
 SAMPLE_RATE = 16000
-EMOTIONS = ("neutral", "angry", "happy", "sad", "surprise")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from esnlib.corpora.sentences import PRETRAIN_VOICES, congruence, make_sentences
 from esnlib.experiments import emotion_score  # noqa: E402
 from esnlib.models.demo import EMOTIONS, DemoConfig, DemoOmni, extract_features  # noqa: E402
 
-TARGETS = ("angry", "happy", "sad", "surprise")
+from esnlib.constants import TARGET_EMOTIONS as TARGETS  # noqa: E402
 #: the floor of the rendered intensity for an emotional target (a sentence that fits it not at all)
 S0 = 0.2
 

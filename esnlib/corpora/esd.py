@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..audio import verify_audio as _check_audio
+from ..constants import SPLITS
 from .base import CorpusError, Utterance
 
 #: emotion (lower case, esnlib label) -> ESD folder name, in ESD's numbering order
@@ -35,7 +36,7 @@ _LINE_FORMAT = ("an ESD transcript line is '<id><TAB><text><TAB><Emotion>' with 
 #: clips shorter than this are truncated or broken (the shortest ESD utterance is about a second long)
 MIN_SECONDS = 0.05
 
-SUBSETS = ("IDENTIFICATION", "DEVELOPMENT", "TEST-SEEN", "TEST-UNSEEN")
+SUBSETS = SPLITS  # the Table 1 subsets (esnlib.constants.SPLITS)
 
 
 def _decode(data: bytes, path: Path) -> str:

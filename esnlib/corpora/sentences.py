@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-EMOTIONS = ("neutral", "angry", "happy", "sad", "surprise")
+from ..constants import EMOTIONS
 
 #: (event clause, primary emotion, strength); every clause is in the past tense and takes a time phrase after it
 EVENTS: tuple[tuple[str, str, float], ...] = (

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..constants import EMOTIONS
+
 
 class EmotionJudge(ABC):
     """A held-out SER model used to decide whether a generation realizes its target emotion.
@@ -15,7 +17,7 @@ class EmotionJudge(ABC):
     """
 
     name: str = "judge"
-    labels: tuple[str, ...] = ("neutral", "angry", "happy", "sad", "surprise")
+    labels: tuple[str, ...] = EMOTIONS
 
     @abstractmethod
     def predict(self, audios: Sequence[np.ndarray], sample_rate: int = 16000) -> list[str | None]: ...

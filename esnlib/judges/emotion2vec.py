@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..constants import EMOTIONS
 from .base import EmotionJudge
 
 # English part of the funasr label (after the '/') -> esnlib label.
@@ -28,7 +29,7 @@ E2V_TO_ESN = {
 }
 
 
-def map_label(raw: str, labels: Sequence[str] = ("neutral", "angry", "happy", "sad", "surprise")) -> str | None:
+def map_label(raw: str, labels: Sequence[str] = EMOTIONS) -> str | None:
     """'生气/angry' -> 'angry'; labels outside ``labels`` (fearful, disgusted, other, <unk>) -> None."""
     key = str(raw).strip().split("/")[-1].strip().lower()
     if key == "":
@@ -39,7 +40,7 @@ def map_label(raw: str, labels: Sequence[str] = ("neutral", "angry", "happy", "s
     return lab if lab in labels else None
 
 
-def top_label(result: dict, labels: Sequence[str] = ("neutral", "angry", "happy", "sad", "surprise")) -> str | None:
+def top_label(result: dict, labels: Sequence[str] = EMOTIONS) -> str | None:
     """The mapped arg-max label of one funasr result dict ``{'labels': [...], 'scores': [...]}``."""
     if "labels" not in result or "scores" not in result:
         raise ValueError(f"emotion2vec result lacks 'labels'/'scores' (got keys {sorted(result)}); "
@@ -56,7 +57,7 @@ class Emotion2VecJudge(EmotionJudge):
     name = "emotion2vec"
 
     def __init__(self, model: str = "iic/emotion2vec_plus_large", *, hub: str = "hf", device: str | None = None,
-                 labels: Sequence[str] = ("neutral", "angry", "happy", "sad", "surprise"), batch_size: int = 16):
+                 labels: Sequence[str] = EMOTIONS, batch_size: int = 16):
         from ..models._hf import require, resolve_device
 
         funasr = require("funasr", "the emotion2vec judge", "funasr modelscope")

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..constants import EMOTIONS
 from .base import EmotionJudge
 
 # Surface forms (English and Chinese) -> canonical esnlib labels. Canonical names outside esnlib.EMOTIONS are the
@@ -49,8 +50,7 @@ def _mentions(text: str, labels: Sequence[str]) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def parse_emotion_answer(answer: str | None, labels: Sequence[str] = ("neutral", "angry", "happy", "sad", "surprise")
-                         ) -> str | None:
+def parse_emotion_answer(answer: str | None, labels: Sequence[str] = EMOTIONS) -> str | None:
     """Map a free-text SER answer to one of ``labels`` (options lettered A, B, ... in ``labels`` order) or None.
 
     Accepts a letter ("C", "(C)", "Answer: C"), a word ("happy", "Happiness", "The emotion is Happy."), both when
@@ -102,7 +102,7 @@ class Qwen3OmniJudge(EmotionJudge):
     name = "qwen3-omni"
 
     def __init__(self, model_id: str = "Qwen/Qwen3-Omni-30B-A3B-Instruct", *, device: str | None = None,
-                 dtype=None, labels: Sequence[str] = ("neutral", "angry", "happy", "sad", "surprise"),
+                 dtype=None, labels: Sequence[str] = EMOTIONS,
                  batch_size: int = 4, max_new_tokens: int = 16):
         from ..models._hf import from_pretrained, require, resolve_device, resolve_dtype, ser_prompt
 

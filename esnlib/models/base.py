@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..constants import EMOTIONS
 from ..corpora.base import Utterance
 
 
@@ -40,7 +41,7 @@ class ModelAdapter(ABC):
     """
 
     name: str = "model"
-    labels: tuple[str, ...] = ("neutral", "angry", "happy", "sad", "surprise")
+    labels: tuple[str, ...] = EMOTIONS
     has_talker: bool = False
     sample_rate: int = 16000
 

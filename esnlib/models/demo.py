@@ -41,12 +41,12 @@ import torch
 from torch import nn
 
 from .. import tts
+from ..constants import EMOTIONS
 from ..corpora.base import Utterance
 from ..corpora.sentences import CORPUS_VOICES
 from ..intervention import batch_rows
 from .base import Generation, ModelAdapter
 
-EMOTIONS = ("neutral", "angry", "happy", "sad", "surprise")
 SAMPLE_RATE = 16000
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo_lalm"
 #: voice used by the renderer for a speaker that is not a demo-corpus speaker (Qwen's default-speaker analogue)
