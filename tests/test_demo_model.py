@@ -188,3 +188,11 @@ def test_train_script_tiny_run(tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+
+
+def test_evc_instruction_degrees():
+    assert D.evc_instruction("angry", "It rained.") == 'Say this in an angry voice: "It rained."'
+    assert D.evc_instruction("angry", "It rained.", "very") == 'Say this in a very angry voice: "It rained."'
+    assert D.evc_instruction("surprise", "x", "slightly") == 'Say this in a slightly surprised voice: "x"'
+    with pytest.raises(ValueError, match="unknown degree"):
+        D.evc_instruction("sad", "x", "extremely")

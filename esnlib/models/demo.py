@@ -69,9 +69,17 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def evc_instruction(target: str, text: str) -> str:
-    """The EVC user instruction after the audio (the target emotion named in words, the transcript quoted)."""
-    w = EMOTION_WORDS[target]
+#: degree words for the talker-training design ``train_demo_model.py --degrees`` (tried, not the committed model:
+#: docs/demo_world.md); inference always uses the paper's plain instruction (degree "").
+DEGREES = ("slightly", "", "very")
+
+
+def evc_instruction(target: str, text: str, degree: str = "") -> str:
+    """The EVC user instruction after the audio (the target emotion named in words, the transcript quoted); a degree
+    word ("slightly", "very") only in the talker's training data."""
+    if degree not in DEGREES:
+        raise ValueError(f"unknown degree {degree!r}; expected one of {DEGREES}")
+    w = f"{degree} {EMOTION_WORDS[target]}" if degree else EMOTION_WORDS[target]
     return f'Say this in {_article(w)} {w} voice: "{text}"'
 
 
@@ -308,19 +316,20 @@ class DemoOmni(nn.Module):
         return next(self.audio_encoder.parameters()).device
 
     # -- prompts ----------------------------------------------------------------------------------------------
-    def prompt_text(self, task: str, target: str | None = None, text: str | None = None) -> str:
+    def prompt_text(self, task: str, target: str | None = None, text: str | None = None, degree: str = "") -> str:
         """The ChatML prompt (audio placeholders included) that the thinker continues."""
         audio = AUDIO_TOKEN * self.config.n_audio_tokens
         if task == "ser":
             return f"<|im_start|>user\n{audio} {SER_QUESTION}<|im_end|>\n<|im_start|>assistant\n{SER_ANSWER_PREFIX}"
         return (f"<|im_start|>system\n{SYSTEM_EVC}<|im_end|>\n<|im_start|>user\n{audio} "
-                f"{evc_instruction(target, text)}<|im_end|>\n<|im_start|>assistant\n\"")
+                f"{evc_instruction(target, text, degree)}<|im_end|>\n<|im_start|>assistant\n\"")
 
     def prepare_inputs(self, features: Sequence[np.ndarray], task: str, targets: Sequence[str] | None = None,
-                       texts: Sequence[str] | None = None) -> dict:
+                       texts: Sequence[str] | None = None, degrees: Sequence[str] | None = None) -> dict:
         """Left-padded thinker prompts for a batch of feature arrays (:func:`extract_features`).
 
-        task "ser" or "evc"; EVC needs one target emotion and one source transcript per clip."""
+        task "ser" or "evc"; EVC needs one target emotion and one source transcript per clip (``degrees``: training
+        instructions' degree words, default none)."""
         if task not in ("ser", "evc"):
             raise ValueError(f"unknown task {task!r}; expected 'ser' or 'evc'")
         if task == "evc":
@@ -332,8 +341,8 @@ class DemoOmni(nn.Module):
             if texts is None or len(texts) != len(features):
                 raise ValueError("the demo LALM reads the EVC transcript from the prompt: pass texts=[...] "
                                  "(one source transcript per clip)")
-        prompts = [self.prompt_text(task, targets[i] if task == "evc" else None,
-                                    texts[i] if task == "evc" else None) for i in range(len(features))]
+        prompts = [self.prompt_text(task, targets[i] if task == "evc" else None, texts[i] if task == "evc" else None,
+                                    degrees[i] if degrees is not None else "") for i in range(len(features))]
         enc = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
         L = max(map(len, enc))
         T = max(len(f) for f in features)
