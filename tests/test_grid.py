@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from esnlib.grid import (GridError, Unit, UnitGroup, cost_table, demo_evc_work, demo_rowwise_groups,
-                         demo_rowwise_work, demo_setup, demo_sources, demo_units, estimate_cost, read_units, run_grid)
+from esnlib.cost import cost_table, estimate_cost
+from esnlib.grid import GridError, Unit, UnitGroup, read_units, run_grid
+from esnlib.testing import (demo_evc_work, demo_rowwise_groups, demo_rowwise_work, demo_setup, demo_sources,
+                            demo_units)
 from esnlib.intervention import Intervention
 from esnlib.store import ResultStore
 
@@ -135,6 +137,20 @@ def test_bad_input_errors(tmp_path):
     with pytest.raises(GridError, match="list of 2 DataFrames"):
         run_grid([UnitGroup(_toy_units(2))], lambda c, g: pd.DataFrame(), lambda: None, store, progress=False,
                  max_retries=0)
+
+
+def test_grid_is_the_executor_only():
+    # the cost model and the demo fixtures have their own modules; the executor does not import the demo LALM
+    import esnlib.cost
+    import esnlib.grid as G
+    import esnlib.testing
+
+    src = Path(G.__file__).read_text(encoding="utf-8")
+    assert "models" not in src and "def demo_" not in src and "def estimate_cost" not in src
+    # the old names still resolve from esnlib.grid (model name "esnlib.grid:demo_setup", bench/), as the same objects
+    assert G.demo_setup is esnlib.testing.demo_setup and G.estimate_cost is esnlib.cost.estimate_cost
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        G.nope
 
 
 def test_cost_estimate_paper_scale():
