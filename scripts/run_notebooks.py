@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 # 00_explore is left out on purpose: it is interactive (widgets) and computes nothing until Show is pressed
-# (docs/notebooks.md, "The explorer"); tests/test_explorer*.py run it headless and in JupyterLab.
+# (docs/notebooks.md, "The explorer"); tests/test_explorer.py runs it headless.
 SERIES = [f"{i:02d}" for i in range(1, 11)]
 
 
