@@ -2,12 +2,14 @@
 
 In a terminal this is plain ``tqdm`` on stderr. Inside a Jupyter kernel (JupyterLab, papermill, the paper runner)
 ``tqdm.auto`` would print hundreds of stderr outputs into an executed notebook (or, without ipywidgets, an
-"IProgress not found" warning before them). Here every bar of one cell renders into **one display line per cell**,
-updated in place (at most every ``mininterval`` s): the running step with its nested bars joined by ``›``, above
-it one final line per finished step. The saved notebook keeps only those final lines; no ipywidgets are needed.
+"IProgress not found" warning before them). Here every bar of one cell (or one widget callback) renders into **one
+display line**, updated in place (at most every ``mininterval`` s): the running step with its nested bars joined by
+``›``, above it one final line per finished step. The saved notebook keeps only those final lines; no ipywidgets
+are needed.
 
 The display carries its state in the output's metadata under :data:`METADATA_KEY` (``{"active": line, "done":
-[lines], "step": number of the running step}``), which is how ``scripts/run_notebooks.py`` shows the running step on the terminal (esnlib.nbrun).
+[lines], "step": number of the running step}``): that is how ``scripts/run_notebooks.py`` shows the running step on
+the terminal (esnlib.nbrun).
 """
 from __future__ import annotations
 
@@ -70,10 +72,14 @@ class _Board:
 
     @staticmethod
     def _cell():
+        """The request being run: a cell's execute_request, or a widget event's comm message (each gets its line)."""
         from IPython import get_ipython
 
         ip = get_ipython()
-        return getattr(ip, "execution_count", None)
+        try:
+            return ip.kernel.get_parent()["header"]["msg_id"]
+        except (AttributeError, KeyError, TypeError):
+            return getattr(ip, "execution_count", None)
 
     def opened(self, bar: KernelBar) -> None:
         with self.lock:
