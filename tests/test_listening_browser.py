@@ -17,6 +17,8 @@ from test_listening import make_pairs
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.chromium,
     pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
                        reason="Debian chromium is not installed (apt-get install -y chromium)"),
 ]

@@ -75,6 +75,8 @@ def smoke_run(tmp_path_factory):
     return rc, tmp
 
 
+@pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_notebook_runs_and_draws_its_figures(smoke_run, name):
     rc, tmp = smoke_run
@@ -92,6 +94,8 @@ def test_notebook_runs_and_draws_its_figures(smoke_run, name):
         assert (tmp / "figures" / "tables" / f"{name}_{t}.tex").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.notebooks
 def test_runner_exit_code_and_sources_untouched(smoke_run):
     rc, tmp = smoke_run
     assert rc == 0
