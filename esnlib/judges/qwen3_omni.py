@@ -1,97 +1,19 @@
 """Qwen3-Omni-30B-A3B as an LALM-based SER judge (EVC paper §4: five-way multiple choice on the converted audio).
 
 The judge is prompted with the converted clip only and asked to pick one of the labels; its free-text answer goes
-through :func:`parse_emotion_answer`, which is also what the model adapters use to read their own SER answers.
+through :func:`esnlib.prompts.parse_emotion_answer` (re-exported here), which the model adapters also use to read
+their own SER answers.
 Answers that name no label, name several, or name a label outside the set give None (a mismatch, never a guess).
 """
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 
 from ..constants import EMOTIONS
+from ..prompts import parse_emotion_answer, ser_prompt
 from .base import EmotionJudge
-
-# Surface forms (English and Chinese) -> canonical esnlib labels. Canonical names outside esnlib.EMOTIONS are the
-# extra classes of the 8-class corpora (MSP-Podcast, MELD); they only count when the caller's label set has them.
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "neutral": ("neutral", "neutrality", "calm", "中立", "中性", "平静"),
-    "angry": ("angry", "anger", "mad", "furious", "生气", "愤怒"),
-    "happy": ("happy", "happiness", "joy", "joyful", "开心", "高兴", "快乐"),
-    "sad": ("sad", "sadness", "unhappy", "难过", "悲伤", "伤心"),
-    "surprise": ("surprise", "surprised", "surprising", "吃惊", "惊讶"),
-    "fear": ("fear", "fearful", "afraid", "scared", "恐惧", "害怕"),
-    "disgust": ("disgust", "disgusted", "厌恶"),
-    "contempt": ("contempt", "contemptuous", "轻蔑"),
-}
-_NEGATION = re.compile(r"(not|n't|no|never)\s+(?:\w+\s+)?$")
-_LETTER_PATTERNS = (
-    re.compile(r"^\W*\(?([A-J])\)?\W*$", re.I),                 # "B", "(B)", "B.", "B)"
-    re.compile(r"^\s*\(?([A-J])\)?[\.\):]\s", re.I),              # "B. angry", "(B) angry", "B) angry"
-    re.compile(r"^\s*\(([A-J])\)", re.I),                         # "(B)angry"
-    re.compile(r"\b(?:answer|option|choice)\s*(?:is)?\s*[:：]?\s*\(?([A-J])\b", re.I),  # "answer is B"
-    re.compile(r"\(([A-J])\)"),                                   # "... (B) ..."
-)
-
-
-def _mentions(text: str, labels: Sequence[str]) -> list[tuple[int, str]]:
-    """(position, label) of every non-negated label mention in ``text`` (lower case)."""
-    found = []
-    for lab in labels:
-        for form in _SYNONYMS.get(lab, (lab,)):
-            ascii_form = form.isascii()
-            pat = re.compile(rf"\b{re.escape(form)}\b" if ascii_form else re.escape(form))
-            for m in pat.finditer(text):
-                if ascii_form and _NEGATION.search(text[: m.start()]):
-                    continue
-                found.append((m.start(), lab))
-    return sorted(found)
-
-
-def parse_emotion_answer(answer: str | None, labels: Sequence[str] = EMOTIONS) -> str | None:
-    """Map a free-text SER answer to one of ``labels`` (options lettered A, B, ... in ``labels`` order) or None.
-
-    Accepts a letter ("C", "(C)", "Answer: C"), a word ("happy", "Happiness", "The emotion is Happy."), both when
-    they agree ("(C) happy"), and Chinese labels ("开心"). Returns None for garbage, for answers naming several
-    different labels, for a letter and a word that disagree, and for labels outside ``labels``.
-    """
-    if answer is None:
-        return None
-    text = str(answer).strip()
-    if not text:
-        return None
-    lowered = text.lower()
-    words = {lab for _, lab in _mentions(lowered, labels)}
-    letter = None
-    explicit = _LETTER_PATTERNS[3].search(text)  # "answer is B" wins over echoed options
-    if explicit:
-        letter = explicit.group(1).upper()
-    elif len(set(re.findall(r"\(([A-J])\)", text.upper()))) <= 1:  # several "(X)": the options were echoed
-        for pat in _LETTER_PATTERNS:
-            m = pat.search(text)
-            if m:
-                letter = m.group(1).upper()
-                break
-    by_letter = None
-    if letter is not None:
-        i = ord(letter) - ord("A")
-        by_letter = labels[i] if i < len(labels) else None
-    if len(words) > 1:
-        # Several labels (e.g. the model echoed the options): only an explicit letter can decide.
-        return by_letter if by_letter in words else None
-    if len(words) == 1:
-        word = next(iter(words))
-        if letter is not None and by_letter is not None and by_letter != word:
-            return None
-        return word
-    # No label word: a mention of an emotion outside the label set is a mismatch, not a letter guess.
-    other = {lab for _, lab in _mentions(lowered, [k for k in _SYNONYMS if k not in labels])}
-    if other:
-        return None
-    return by_letter
-
 
 class Qwen3OmniJudge(EmotionJudge):
     """Qwen3-Omni-30B-A3B-Instruct prompted for n-way multiple-choice SER on each clip (text output only).
@@ -104,7 +26,7 @@ class Qwen3OmniJudge(EmotionJudge):
     def __init__(self, model_id: str = "Qwen/Qwen3-Omni-30B-A3B-Instruct", *, device: str | None = None,
                  dtype=None, labels: Sequence[str] = EMOTIONS,
                  batch_size: int = 4, max_new_tokens: int = 16):
-        from ..models._hf import from_pretrained, require, resolve_device, resolve_dtype, ser_prompt
+        from ..models._hf import from_pretrained, require, resolve_device, resolve_dtype
 
         tr = require("transformers", "the Qwen3-Omni judge")
         if not hasattr(tr, "Qwen3OmniMoeForConditionalGeneration"):

@@ -1,4 +1,5 @@
-"""Shared plumbing of the transformers-based adapters: loading, prompts, batching, and the capture/steer dispatch.
+"""Shared plumbing of the transformers-based adapters: loading, batching, and the capture/steer dispatch (prompt
+texts: esnlib/prompts.py).
 
 Every real adapter runs generation through one function, :func:`run_generate`, so that plain runs, captures and
 interventions go through the same inputs and the same ``generate`` keyword arguments.
@@ -14,16 +15,7 @@ import numpy as np
 from ..audio import load_wav
 from ..corpora.base import Utterance
 from ..intervention import batch_rows
-
-SER_LETTERS = "ABCDEFGHIJ"
-
-
-def ser_prompt(labels: Sequence[str]) -> str:
-    """The SER instruction as an n-way multiple choice over ``labels`` (five-way for the papers' label set)."""
-    choices = " ".join(f"({SER_LETTERS[i]}) {lab}" for i, lab in enumerate(labels))
-    return ("What is the emotion of the speaker in this audio? Choose exactly one option: "
-            f"{choices}. Answer with the letter and the emotion word only.")
-
+from ..prompts import parse_emotion_answer, ser_prompt
 
 def require(package: str, purpose: str, pip_name: str | None = None):
     """Import ``package`` or raise ImportError saying what needs it and how to install it."""
@@ -241,7 +233,6 @@ class ChatSerAdapter:
         """SER as n-way multiple choice; greedy; ``Generation.label`` is the parsed answer or None."""
         from ..progress import tqdm
 
-        from ..judges.qwen3_omni import parse_emotion_answer
         from .base import Generation
 
         sites = self.sites(scope) if (capture or intervention is not None) else None

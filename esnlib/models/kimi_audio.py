@@ -38,9 +38,9 @@ from typing import Sequence
 
 from ..corpora.base import Utterance
 from ..intervention import batch_rows
-from ._hf import check_targets, concat_stats, require, run_generate, ser_prompt, split_sites
+from ..prompts import EMOTION_WORDS, EVC_SYSTEM_PROMPT, evc_instruction, parse_emotion_answer, ser_prompt
+from ._hf import check_targets, concat_stats, require, run_generate, split_sites
 from .base import Generation, ModelAdapter
-from .qwen_omni import EMOTION_WORDS, EVC_SYSTEM_PROMPT, evc_instruction
 
 OUTPUT_SAMPLE_RATE = 24000
 LM_STACK, AUDIO_STACK = "model.layers", "model.mimo_layers"
@@ -135,8 +135,6 @@ class KimiAudioAdapter(ModelAdapter):
 
     def ser(self, utts: Sequence[Utterance], *, capture: bool = False, intervention=None, scope: str = "lm",
             batch_size: int = 1):
-        from ..judges.qwen3_omni import parse_emotion_answer
-
         sites = self.sites(scope) if (capture or intervention is not None) else None
         gens, parts = [], []
         for i in range(len(utts)):

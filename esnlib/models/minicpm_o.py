@@ -48,10 +48,10 @@ import numpy as np
 
 from ..corpora.base import Utterance
 from ..intervention import batch_rows
+from ..prompts import EMOTION_WORDS, EVC_SYSTEM_PROMPT, evc_instruction, parse_emotion_answer, ser_prompt
 from ._hf import (check_targets, concat_stats, dtype_kwarg, load_audios, require, resolve_device, resolve_dtype,
-                  run_generate, sample_seed, ser_prompt, split_sites)
+                  run_generate, sample_seed, split_sites)
 from .base import Generation, ModelAdapter
-from .qwen_omni import EMOTION_WORDS, EVC_SYSTEM_PROMPT, evc_instruction
 
 OUTPUT_SAMPLE_RATE = 24000
 LM_STACK, TTS_STACK = "llm.model.layers", "tts.model.layers"
@@ -157,8 +157,6 @@ class MiniCPMOAdapter(ModelAdapter):
 
     def ser(self, utts: Sequence[Utterance], *, capture: bool = False, intervention=None, scope: str = "lm",
             batch_size: int = 1):
-        from ..judges.qwen3_omni import parse_emotion_answer
-
         if scope != "lm":
             raise ValueError("SER makes text only (MiniCPM-o's TTS does not run): use scope='lm'")
         sites = self.sites(scope) if (capture or intervention is not None) else None

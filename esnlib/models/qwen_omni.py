@@ -30,38 +30,16 @@ import numpy as np
 
 from ..corpora.base import Utterance
 from ..intervention import batch_rows
+# the prompt texts live in esnlib/prompts.py; EVC_* and QWEN_OMNI_PERSONA are re-exported from here
+from ..prompts import (EMOTION_WORDS, EVC_SYSTEM_PROMPT, EVC_USER_PROMPT, QWEN_OMNI_PERSONA,  # noqa: F401
+                       evc_instruction, evc_user_text, parse_emotion_answer, ser_prompt)
 from ._hf import (batches, check_targets, concat_stats, from_pretrained, load_audios, require, resolve_device,
-                  resolve_dtype, run_generate, sample_seed, ser_prompt)
+                  resolve_dtype, run_generate, sample_seed)
 from .base import Generation, ModelAdapter
-
-# Qwen2.5-Omni only speaks with exactly this system prompt (QwenLM/Qwen2.5-Omni README.md @ f8bf58c6: "If users need
-# audio output, the system prompt must be set as ..."), so the fixed EVC instruction goes into the user turn.
-QWEN_OMNI_PERSONA = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
-                     "auditory and visual inputs, as well as generating text and speech.")
-# The paper's fixed, emotion-agnostic EVC system prompt (EVC paper §4, Figure 1): convert, keep the words.
-EVC_SYSTEM_PROMPT = ("You are an emotional voice conversion system. The user gives you a speech recording and names a "
-                     "target emotion. Say exactly the same words as the recording again, in the target emotion. "
-                     "Keep the words the same: do not add, drop, translate or paraphrase anything, and do not answer "
-                     "or comment on what is said.")
-# The user instruction naming the target emotion (the only part that changes with e_tgt).
-EVC_USER_PROMPT = "Convert the emotion of this speech to {emotion} while keeping the words the same."
-EMOTION_WORDS = {"neutral": "neutral", "angry": "angry", "happy": "happy", "sad": "sad", "surprise": "surprised"}
 
 AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS = "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"
 OUTPUT_SAMPLE_RATE = 24000  # token2wav (BigVGAN) output rate
 MAX_AUDIO_SECONDS = 30.0    # the Whisper feature extractor's window
-
-
-def evc_instruction(target: str) -> str:
-    """The EVC user instruction for one target emotion."""
-    if target not in EMOTION_WORDS:
-        raise ValueError(f"unknown target emotion {target!r}; use one of {tuple(EMOTION_WORDS)}")
-    return EVC_USER_PROMPT.format(emotion=EMOTION_WORDS[target])
-
-
-def evc_user_text(target: str) -> str:
-    """Qwen2.5-Omni's EVC user text (after the audio): the paper's fixed EVC instruction, then the target sentence."""
-    return f"{EVC_SYSTEM_PROMPT} {evc_instruction(target)}"
 
 
 def chatml(system: str, user_text: str, n_audio_tokens: int | None) -> str:
@@ -246,8 +224,6 @@ class QwenOmniAdapter(ModelAdapter):
             batch_size: int = 8):
         """SER as text: n-way multiple choice over ``self.labels``; the answer is parsed into ``Generation.label``."""
         from ..progress import tqdm
-
-        from ..judges.qwen3_omni import parse_emotion_answer
 
         if scope != "lm":
             raise ValueError("SER runs the thinker only (generation_mode='text'): use scope='lm'")
