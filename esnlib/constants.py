@@ -15,3 +15,7 @@ SPLITS: tuple[str, ...] = ("IDENTIFICATION", "DEVELOPMENT", "TEST-SEEN", "TEST-U
 #: the pooled evaluation split: the paper computes every result on TEST-SEEN and TEST-UNSEEN together
 TEST = "TEST"
 POOLED_SPLITS: dict[str, tuple[str, ...]] = {TEST: ("TEST-SEEN", "TEST-UNSEEN")}
+
+#: stored row / condition columns -> the paper's names used in tables, figures and exports (docs/architecture.md);
+#: stored columns keep their names so that existing result stores stay valid
+PAPER_NAMES: dict[str, str] = {"target": "e_tgt", "mask_emotion": "e_mask", "rate": "r", "cap": "c"}

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .constants import EMOTIONS, POOLED_SPLITS, SPLITS, TARGET_EMOTIONS, TEST
+from .constants import EMOTIONS, PAPER_NAMES, POOLED_SPLITS, SPLITS, TARGET_EMOTIONS, TEST
 from .corpora.base import CorpusError, Utterance
 from .evaluation import MIN_NATURALNESS_N, naturalness_note  # noqa: F401  (tables mark naturalness from few clips)
 from .fsutil import atomic_write_bytes
@@ -1187,7 +1187,8 @@ def export_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Pa
     """The tidy per-sample rows a notebook's tables were computed from, one row per (sample, judge), as
     ``<figures_dir>/tables/<name>.csv``: sample_id, utt_id (source), speaker, split, e_tgt, selector, e_mask, kind,
     alpha, r, c, judge, pred, post (posterior of e_tgt), match, wer, naturalness. Baseline rows have selector
-    ``none``. Anyone can recompute every table from it."""
+    ``none``. Anyone can recompute every table from it. Columns carry the paper's names (``PAPER_NAMES``)."""
+    P = PAPER_NAMES
     parts = []
     for df in frames:
         if df is None or df.empty:
@@ -1200,8 +1201,9 @@ def export_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Pa
         for j in judge_names(df):
             parts.append(pd.DataFrame({
                 "sample_id": df["sample_id"], "utt_id": df["utt_id"], "speaker": df["speaker"], "split": df["split"],
-                "e_tgt": df["target"], "selector": df["selector"].fillna("none"), "e_mask": df["mask_emotion"],
-                "kind": df["kind"], "alpha": df["alpha"], "r": df["rate"], "c": df["cap"], "judge": j,
+                P["target"]: df["target"], "selector": df["selector"].fillna("none"),
+                P["mask_emotion"]: df["mask_emotion"], "kind": df["kind"], "alpha": df["alpha"],
+                P["rate"]: df["rate"], P["cap"]: df["cap"], "judge": j,
                 "pred": df[f"pred_{j}"], "post": df.get(f"post_{j}", pd.Series(np.nan, index=df.index)),
                 "match": df[f"pred_{j}"] == df["target"], "wer": df["wer"], "naturalness": df["naturalness"]}))
     out = Path(figures_dir) / "tables" / f"{name}.csv"

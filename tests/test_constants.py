@@ -38,3 +38,16 @@ def test_no_second_definition_in_the_sources():
         if five.search(text) or four.search(text) or assigned.search(text):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == [], f"define these in esnlib/constants.py and import them: {offenders}"
+
+
+def test_exported_rows_use_the_paper_names(tmp_path):
+    import pandas as pd
+
+    from esnlib import experiments as X
+
+    row = {"sample_id": "s0", "utt_id": "u0", "speaker": "0011", "split": "TEST-SEEN", "target": "angry",
+           "selector": "CAS", "mask_emotion": "angry", "kind": "steer", "alpha": 1.0, "rate": 0.01, "cap": 50,
+           "pred_demo": "angry", "wer": 0.0, "naturalness": 3.0}
+    out = pd.read_csv(X.export_rows([pd.DataFrame([row])], "t", tmp_path))
+    assert set(C.PAPER_NAMES.values()) <= set(out.columns) and not set(C.PAPER_NAMES) & set(out.columns)
+    assert out.loc[0, ["e_tgt", "e_mask", "r", "c"]].tolist() == ["angry", "angry", 0.01, 50]
