@@ -264,23 +264,6 @@ def test_widgets_show_errors_instead_of_raising(tiny):
 NOTEBOOK = ROOT / "notebooks" / "00_explore"
 
 
-def test_notebook_source_and_ipynb_are_one_pair():
-    """notebooks/00_explore.py (jupytext percent, the source) and its .ipynb hold the same cells; the .ipynb has no
-    outputs and its first code cell is the papermill parameters cell."""
-    import jupytext
-    import nbformat
-
-    src = jupytext.read(NOTEBOOK.with_suffix(".py"))
-    nb = nbformat.read(NOTEBOOK.with_suffix(".ipynb"), as_version=4)
-    cells = lambda book: [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in book.cells]  # noqa: E731
-    assert cells(src) == cells(nb), "out of sync: run `jupytext --sync notebooks/00_explore.py`"
-    assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].metadata.get("tags") == ["parameters"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
-    assert len({c.get("id") for c in nb.cells}) == len(nb.cells)
-
-
 def test_notebook_runs_headless_and_shows_the_widget(tmp_path):
     """Executed by papermill, the notebook builds the explorer (loading nothing yet) and displays it as a widget."""
     import papermill as pm

@@ -1,5 +1,6 @@
 """Every paper notebook runs headless in smoke mode (papermill, through scripts/run_notebooks.py) and draws its
-figures; the sources are saved without outputs and start with a cell tagged "parameters"."""
+figures; the sources are saved without outputs and start with a cell tagged "parameters"; every notebook is a
+jupytext pair (notebooks/NN_name.py, percent format, and its .ipynb) whose cells agree."""
 from __future__ import annotations
 
 import importlib.util
@@ -48,6 +49,64 @@ def test_sources_have_parameters_cell_and_no_outputs():
         for key in keys:
             assert f"{key} =" in src, (p.name, key)
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{p.name} has outputs"
+
+
+def _pair_problems(ipynb: Path) -> list[str]:
+    """What differs between a notebook and its jupytext percent source: a missing .py, the pairing metadata, or the
+    cells (type, source, tags); also a cell without an id or a repeated id (JupyterLab and diffs key cells by id)."""
+    import jupytext
+    import nbformat
+
+    py = ipynb.with_suffix(".py")
+    if not py.exists():
+        return [f"{ipynb.name} has no jupytext source {py.name}: run `jupytext --set-formats ipynb,py:percent {ipynb}`"]
+    nb = nbformat.read(ipynb, as_version=4)
+    problems = []
+    if nb.metadata.get("jupytext", {}).get("formats") != "ipynb,py:percent":
+        problems.append(f"{ipynb.name}: metadata.jupytext.formats is not 'ipynb,py:percent' (the pair is not declared)")
+    cells = lambda book: [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in book.cells]  # noqa: E731
+    src, ref = cells(jupytext.read(py)), cells(nb)
+    if src != ref:
+        k = next((i for i, (a, b) in enumerate(zip(src, ref)) if a != b), min(len(src), len(ref)))
+        problems.append(f"{py.name} and {ipynb.name} are out of sync from cell {k} ({len(src)} vs {len(ref)} cells): "
+                        f"run `jupytext --sync {py.relative_to(ROOT) if py.is_relative_to(ROOT) else py}`")
+    ids = [c.get("id") for c in nb.cells]
+    if None in ids or len(set(ids)) != len(ids):
+        problems.append(f"{ipynb.name}: cell ids missing or repeated")
+    return problems
+
+
+ALL_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("ipynb", ALL_NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_and_its_jupytext_source_are_one_pair(ipynb):
+    """Each pair agrees; the .ipynb is saved without outputs and its first code cell is papermill's parameters cell."""
+    assert _pair_problems(ipynb) == []
+    code = [c for c in json.loads(ipynb.read_text())["cells"] if c["cell_type"] == "code"]
+    assert code[0]["metadata"].get("tags") == ["parameters"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+
+
+def test_every_jupytext_source_has_its_notebook():
+    assert {p.name[:2] for p in ALL_NOTEBOOKS} >= {f"{i:02d}" for i in range(11)}  # 00-10 at least
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.py")) == [p.stem for p in ALL_NOTEBOOKS]
+
+
+def test_the_pair_check_sees_an_unsynced_edit(tmp_path):
+    """Edit the .py (as in an editor) without syncing: the check names the pair and the command that fixes it."""
+    import shutil
+
+    for suffix in (".py", ".ipynb"):
+        shutil.copy(NOTEBOOKS[2].with_suffix(suffix), tmp_path / NOTEBOOKS[2].with_suffix(suffix).name)
+    copy = tmp_path / NOTEBOOKS[2].name
+    assert _pair_problems(copy) == []
+    py = copy.with_suffix(".py")
+    py.write_text(py.read_text().replace("c = 50 ", "c = 60 ", 1))
+    assert len(problems := _pair_problems(copy)) == 1 and "out of sync from cell 1" in problems[0]
+    assert "jupytext --sync" in problems[0]
+    py.unlink()
+    assert "has no jupytext source" in _pair_problems(copy)[0]
 
 
 @pytest.fixture(scope="module")

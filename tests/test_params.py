@@ -12,7 +12,7 @@ from esnlib.params import RULES, ParameterError, validate_params
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("[01][0-9]_*.ipynb")
                    if any("parameters" in c["metadata"].get("tags", []) for c in json.loads(p.read_text())["cells"]))
-PAPER = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "09"]  # the set-up cell of scripts/build_notebooks.py
+PAPER = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "09"]  # notebooks 01-09 share one set-up cell
 
 
 def _defaults(path: Path) -> dict:
