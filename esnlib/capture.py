@@ -80,18 +80,52 @@ class CaptureStats:
 # --------------------------------------------------------------------------------------------------------------------
 # The one traced runner shared by capture() and intervention.generate()
 # --------------------------------------------------------------------------------------------------------------------
-def _envoy(model):
-    """An nnsight wrapper of the model (reuse the caller's wrapper, else one cached on the module)."""
+def _leaf_envoy_class():
+    """An nnsight Envoy that wraps its module but none of its children (see ``_probe``)."""
+    from nnsight import Envoy
+
+    global _LEAF
+    if _LEAF is None:
+        class _LeafEnvoy(Envoy):
+            def _add_envoy(self, name, module):  # children stay unwrapped: no controllers on them
+                return None
+        _LEAF = _LeafEnvoy
+    return _LEAF
+
+
+_LEAF = None
+
+
+class _Probe(torch.nn.Module):
+    """A container of the modules one run visits: the generating module(s) of each side and the sites."""
+
+    def __init__(self, gens, acts):
+        super().__init__()
+        self.gens = torch.nn.ModuleList(gens)
+        self.acts = torch.nn.ModuleList(acts)
+
+
+def _envoy(model, site_paths: Sequence[str], gen_paths: Sequence[str]):
+    """(envoy, act envoys, gen envoys): the caller's own nnsight wrapper as it is, else a probe envoy.
+
+    nnsight's ``NNsight(model)`` installs its controller on every module, and while a trace has a worker each module
+    call hands its input, skip gate and output to the interleaver, visited or not (~110 module calls per decoding
+    step on a small decoder). The probe wraps only what the run reads: the sites (act_fn modules) and the generating
+    module of each side as a leaf (its inputs, not its children). Cached on the module per (sites, generators)."""
     from nnsight import Envoy, NNsight
 
     if isinstance(model, Envoy):
-        return model
+        return model, [model.get(p) for p in site_paths], [model.get(p) if p else model for p in gen_paths]
     root = unwrap(model)
-    env = root.__dict__.get("_esnlib_envoy")
+    cache = root.__dict__.setdefault("_esnlib_probes", {})
+    key = (tuple(site_paths), tuple(gen_paths))
+    env = cache.get(key)
     if env is None:
-        env = NNsight(root)
-        root.__dict__["_esnlib_envoy"] = env
-    return env
+        gens = [root.get_submodule(p) if p else root for p in gen_paths]
+        probe = _Probe(gens, [root.get_submodule(p) for p in site_paths])
+        env = NNsight(probe, envoys={type(g): _leaf_envoy_class() for g in gens})
+        cache[key] = env
+    return env, list(env.acts), list(env.gens)
 
 
 def _generates(mod) -> bool:
@@ -144,17 +178,16 @@ def _eos_ids(root, gen_path: str, gen_kwargs: dict) -> torch.Tensor | None:
 
 
 class _Group:
-    """Sites of one side: their envoys, the generating module's envoy, column slice and edit plan."""
+    """Sites of one side: their envoys, the generating module's envoy, column slice and compiled edits."""
 
-    def __init__(self, env, root, sites: list[Site], first: int, gen_kwargs: dict, plan, gen_path: str | None = None):
+    def __init__(self, sites: list[Site], first: int, gen_path: str, eos, plan):
         self.sites = sites
         self.site_ids = list(range(first, first + len(sites)))
-        self.acts = [env.get(s.path) for s in sites]
-        self.gen_path = _generator_path(root, sites[0].path) if gen_path is None else gen_path
-        self.gen = env.get(self.gen_path) if self.gen_path else env
+        self.gen_path = gen_path
+        self.acts = self.gen = None  # envoys, set by run_traced once the wrapper is built
         self.start, self.stop = sites[0].offset, sites[-1].stop
-        self.eos = _eos_ids(root, self.gen_path, gen_kwargs)
-        self.plan = [plan[i] for i in self.site_ids] if plan is not None else None
+        self.eos = eos
+        self.edits = [_SiteEdits.build(plan[i]) for i in self.site_ids] if plan is not None else [None] * len(sites)
 
 
 class _State:
@@ -163,7 +196,6 @@ class _State:
     def __init__(self, n: int, n_sites: int, capture: bool):
         self.n, self.n_sites, self.capture = n, n_sites, capture
         self.pos = self.sum = self.sumsq = self.site_tokens = None
-        self.steps = {}
 
     def alloc(self, b: int, device):
         if self.pos is None:
@@ -176,20 +208,73 @@ class _State:
                                "num_return_sequences > 1 are not supported by capture")
 
 
-def _apply_edits(g: torch.Tensor, edits, step: int):
-    for e in edits:
-        if callable(e):  # a per-row edit (intervention.RowwiseIntervention) applies itself
-            e(g, step)
-            continue
-        ix, kind, alpha, positions = e
-        if positions == "generated" and step == 0:
-            continue
-        _edit_inplace(g, ix, kind, alpha)
+# Edits: applied in place on the served activation, in list order. A float32 activation of at most _DENSE_MAX
+# elements (a decoding step) is edited with one full-width op per edit (per-column factor, offset or floor whose
+# untouched columns hold the exact identity: x*1, x+(-0.0), where(x < -inf)); larger ones (the prompt at prefill)
+# with indexed ops on the selected columns. Both give the same bits as the indexed reference edit
+# (tests/test_intervention.py); the dense form is ~10x cheaper on a decoding step (one op instead of
+# gather/op/scatter).
+_DENSE_MAX = 1 << 18
+
+
+class _SiteEdits:
+    """The compiled edits of one site: scalar edits (index, kind, alpha, positions) and per-row callables."""
+
+    def __init__(self, edits):
+        self.edits = list(edits)
+        self._on: dict = {}
+
+    @classmethod
+    def build(cls, edits):
+        return cls(edits) if edits else None
+
+    def _tensors(self, device, width: int):
+        key = (device, width)
+        if key not in self._on:
+            out = []
+            for e in self.edits:
+                if callable(e):
+                    out.append(e)
+                    continue
+                ix, kind, alpha, positions = e
+                ix = ix.to(device)
+                dense = None
+                if kind == "steer":
+                    dense = torch.ones(width, device=device)
+                    dense[ix] = 1.0 + alpha
+                elif kind == "add":
+                    dense = torch.full((width,), -0.0, device=device)
+                    dense[ix] = alpha
+                elif kind == "clamp":
+                    dense = torch.full((width,), float("-inf"), device=device)
+                    dense[ix] = alpha
+                out.append((ix, kind, alpha, positions, dense))
+            self._on[key] = out
+        return self._on[key]
+
+    def __call__(self, g: torch.Tensor, step: int):
+        small = g.dtype == torch.float32 and g.numel() <= _DENSE_MAX
+        for e in self._tensors(g.device, g.shape[-1]):
+            if callable(e):  # a per-row edit (intervention.RowwiseIntervention) applies itself
+                e(g, step)
+                continue
+            ix, kind, alpha, positions, dense = e
+            if positions == "generated" and step == 0:
+                continue
+            if kind == "deactivate":
+                g.index_fill_(-1, ix, 0)
+            elif small:
+                if kind == "steer":
+                    g.mul_(dense)
+                elif kind == "add":
+                    g.add_(dense)
+                else:
+                    torch.where(g < dense, dense, g, out=g)
+            else:
+                _edit_inplace(g, ix, kind, alpha)
 
 
 def _edit_inplace(g: torch.Tensor, ix: torch.Tensor, kind: str, alpha: float):
-    if ix.device != g.device:
-        ix = ix.to(g.device)
     if kind == "steer":
         g[..., ix] *= 1.0 + alpha
     elif kind == "add":
@@ -202,52 +287,79 @@ def _edit_inplace(g: torch.Tensor, ix: torch.Tensor, kind: str, alpha: float):
         raise ValueError(f"unknown intervention kind {kind!r}")
 
 
-def _group_loop(tracer, group: _Group, state: _State):
-    """Per step: read the generating module's inputs, visit every site once, edit in place, accumulate."""
-    finished = None
-    cap = state.capture
-    for step in tracer.iter[:]:
-        if cap:  # edits alone need no inputs: one visit fewer per step
-            _, kw = group.gen.inputs
-            ids, am = kw.get("input_ids"), kw.get("attention_mask")
-        gs = []
-        for k, act in enumerate(group.acts):
-            g = act.output
-            if group.plan is not None and group.plan[k]:
-                _apply_edits(g, group.plan[k], step)
-            if cap:
-                gs.append(g)
-        state.steps[group.gen_path] = step + 1
-        if not cap:
-            continue
-        b, t = gs[0].shape[0], gs[0].shape[1]
-        dev = gs[0].device
+class _Accumulator:
+    """The statistics of one side, updated once per step from the served activations of all its sites.
+
+    A decoding step is one fused update (a ``cat`` into a preallocated buffer, then in-place adds); rows finished by
+    an EOS input and masked positions contribute nothing. Same operations and order as the per-site reference
+    (tests/conftest.py ``hook_stats``), so the sums are bit-identical to it."""
+
+    def __init__(self, group: _Group, state: _State, g0: torch.Tensor):
+        b, dev = g0.shape[0], g0.device
         state.alloc(b, dev)
-        if finished is None:
-            finished = torch.zeros(b, dtype=torch.bool, device=dev)
-        if step > 0 and ids is not None and group.eos is not None:
-            finished |= torch.isin(ids[:, -1].to(dev), group.eos.to(dev))
-        if am is not None and am.dim() == 2:
-            valid = am[:, -t:].to(dev).bool() & ~finished[:, None]
-        else:
-            valid = (~finished)[:, None].expand(b, t)
-        n_valid = valid.sum(1)
-        state.site_tokens[:, group.site_ids[0]:group.site_ids[-1] + 1] += n_valid[:, None]
+        self.group, self.state, self.dev = group, state, dev
+        sl = slice(group.start, group.stop)
+        self.pos, self.sum, self.sumsq = state.pos[:, sl], state.sum[:, sl], state.sumsq[:, sl]
+        self.tok = state.site_tokens[:, group.site_ids[0]:group.site_ids[-1] + 1]
+        self.live = torch.ones(b, dtype=torch.bool, device=dev)
+        self.eos = group.eos.to(dev) if group.eos is not None else None
+        self.buf = torch.empty(b, 1, group.stop - group.start, dtype=g0.dtype, device=dev)
+
+    def step(self, gs, ids, am, step: int):
+        dev = self.dev
+        t = gs[0].shape[1]
+        if step > 0 and ids is not None and self.eos is not None:
+            self.live &= torch.isin(ids[:, -1].to(dev), self.eos, invert=True)
         if t == 1:
-            # Decoding step: one fused update over every site of the side.
-            gv = torch.cat(gs, dim=-1)[:, 0].float() * valid.float()
-            sl = slice(group.start, group.stop)
-            state.pos[:, sl] += gv > 0
-            state.sum[:, sl] += gv
-            state.sumsq[:, sl] += gv * gv
+            valid = am[:, -1].to(dev).bool() & self.live if am is not None and am.dim() == 2 else self.live
+            self.tok += valid[:, None]
+            gv = torch.cat(gs, dim=-1, out=self.buf)[:, 0]
+            gv = gv.float() if gv.dtype != torch.float32 else gv
+            gv.mul_(valid[:, None])
+            self.pos += gv > 0
+            self.sum += gv
+            self.sumsq += gv * gv
+            return
+        if am is not None and am.dim() == 2:
+            valid = am[:, -t:].to(dev).bool() & self.live[:, None]
         else:
-            w = valid.float()[..., None]
-            for site, g in zip(group.sites, gs):
-                gv = g.float() * w
-                sl = slice(site.offset, site.stop)
-                state.pos[:, sl] += (gv > 0).sum(1, dtype=torch.int32)
-                state.sum[:, sl] += gv.sum(1)
-                state.sumsq[:, sl] += (gv * gv).sum(1)
+            valid = self.live[:, None].expand(-1, t)
+        self.tok += valid.sum(1)[:, None]
+        w = valid.float()[..., None]
+        for site, g in zip(self.group.sites, gs):
+            gv = g.float() * w
+            sl = slice(site.offset - self.group.start, site.stop - self.group.start)
+            self.pos[:, sl] += (gv > 0).sum(1, dtype=torch.int32)
+            self.sum[:, sl] += gv.sum(1)
+            self.sumsq[:, sl] += (gv * gv).sum(1)
+
+
+def _group_loop(tracer, group: _Group, state: _State):
+    """Per step: visit the sites (and, to count positions, the generating module's inputs), edit, accumulate.
+
+    Edit-only runs visit only the sites that carry an edit, and not the inputs: fewer handoffs per step."""
+    if not state.capture:
+        pairs = [(act, ed) for act, ed in zip(group.acts, group.edits) if ed is not None]
+        if not pairs:
+            return
+        for step in tracer.iter[:]:
+            for act, ed in pairs:
+                ed(act.output, step)
+        return
+    pairs = list(zip(group.acts, group.edits))
+    acc = None
+    for step in tracer.iter[:]:
+        _, kw = group.gen.inputs
+        ids, am = kw.get("input_ids"), kw.get("attention_mask")
+        gs = []
+        for act, ed in pairs:
+            g = act.output
+            if ed is not None:
+                ed(g, step)
+            gs.append(g)
+        if acc is None:
+            acc = _Accumulator(group, state, gs[0])
+        acc.step(gs, ids, am, step)
 
 
 def _trace_one(env, run, kwargs, generate_kwargs, group, state):
@@ -289,7 +401,6 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
     sites = list(sites)
     if not sites:
         raise ValueError("no sites given: pass sites=find_sites(model, scope)")
-    env = _envoy(model)
     kwargs = _as_kwargs(inputs)
     call = fn if fn is not None else root.generate
     box: dict = {}
@@ -298,15 +409,21 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
         box["out"] = call(*a, **kw)
         return box["out"]
 
-    groups, first = [], 0
+    if sites[-1].stop != n_neurons(sites) or sites[0].offset != 0:
+        raise ValueError("sites must be the full list returned by find_sites (offsets 0..N contiguous)")
+    groups = []
     for side in ("lm", "talker"):
         ss = [s for s in sites if s.side == side]
         if ss:
-            groups.append(_Group(env, root, ss, sites.index(ss[0]), generate_kwargs, plan,
-                                 (step_modules or {}).get(side)))
-    state = _State(n_neurons(sites) if sites else 0, len(sites), capture)
-    if sites[-1].stop != n_neurons(sites) or sites[0].offset != 0:
-        raise ValueError("sites must be the full list returned by find_sites (offsets 0..N contiguous)")
+            gp = (step_modules or {}).get(side)
+            gp = _generator_path(root, ss[0].path) if gp is None else gp
+            groups.append(_Group(ss, sites.index(ss[0]), gp, _eos_ids(root, gp, generate_kwargs), plan))
+    gen_paths = list(dict.fromkeys(g.gen_path for g in groups))
+    env, acts, gens = _envoy(model, [s.path for s in sites], gen_paths)
+    for g in groups:
+        g.acts = [acts[i] for i in g.site_ids]
+        g.gen = gens[gen_paths.index(g.gen_path)]
+    state = _State(n_neurons(sites), len(sites), capture)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         if len(groups) == 1:

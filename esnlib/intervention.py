@@ -181,8 +181,13 @@ class _RowEdit:
 
     def _on(self, device):
         if device not in self._dev:
-            self._dev[device] = (self.cols.to(device), [{k: tuple(t.to(device) for t in v) for k, v in L.items()}
-                                                        for L in self.layers])
+            # Per layer and phase, only the operations that change something: x*1, max(x, -inf) and an empty fill
+            # are identities, so a steer-only layer is one multiply and an add (shift) on the touched columns.
+            def ops(scale, shift, floor, zero):
+                return (scale.to(device) if bool((scale != 1).any()) else None, shift.to(device),
+                        floor.to(device) if bool(torch.isfinite(floor).any()) else None,
+                        zero.to(device) if bool(zero.any()) else None)
+            self._dev[device] = (self.cols.to(device), [{k: ops(*v) for k, v in L.items()} for L in self.layers])
         return self._dev[device]
 
     def __call__(self, g: torch.Tensor, step: int):
@@ -190,11 +195,18 @@ class _RowEdit:
             raise ValueError(f"RowwiseIntervention has {self.batch} rows but the batch has {g.shape[0]}; give one "
                              "row per batch row (slice it per sub-batch: rw[i:j])")
         cols, layers = self._on(g.device)
-        sub = g[..., cols].float()
+        sub = g[..., cols]
+        sub = sub.float() if sub.dtype != torch.float32 else sub
         which = "prefill" if step == 0 else "decode"
         for L in layers:
             scale, shift, floor, zero = L[which]
-            sub = torch.maximum(sub * scale + shift, floor).masked_fill(zero, 0.0)
+            if scale is not None:
+                sub = sub * scale
+            sub = sub + shift
+            if floor is not None:
+                sub = torch.maximum(sub, floor)
+            if zero is not None:
+                sub = sub.masked_fill(zero, 0.0)
         g[..., cols] = sub.to(g.dtype)
 
 

@@ -118,3 +118,26 @@ def test_omni_edit_thinker_and_talker_in_one_generate():
     assert torch.equal(seq, rseq) and all(torch.equal(a, b) for a, b in zip(wavs, rwavs))
     assert not all(torch.equal(a, b) for a, b in zip(wavs, bwavs)), "steering should change the waveform"
     assert st.site_tokens[:, 2].min() > 0
+
+
+@pytest.mark.parametrize("kind,alpha", [("steer", 0.3), ("add", 0.5), ("clamp", 0.0), ("clamp", 0.3),
+                                        ("deactivate", 0.0)])
+def test_dense_decode_edit_is_bitwise_the_indexed_edit(kind, alpha, monkeypatch):
+    """The runner edits small float32 activations (a decoding step) with one full-width op; larger ones with indexed
+    ops. Both must give the same bits, signed zeros, infinities and NaN included."""
+    import importlib
+
+    cap = importlib.import_module("esnlib.capture")  # the module (esnlib.capture the attribute is the function)
+
+    special = torch.tensor([-0.0, 0.0, 1e-40, -1e-40, float("inf"), float("-inf"), float("nan"), 0.3, -0.3, 5.0])
+    g = torch.cat([special, torch.randn(246, generator=torch.Generator().manual_seed(0))]).reshape(1, 1, 256)
+    g = g.repeat(3, 1, 1)
+    ix = torch.arange(0, 256, 2)
+    ed = cap._SiteEdits.build([(ix, kind, alpha, "all")])
+    dense = g.clone()
+    ed(dense, 1)
+    monkeypatch.setattr(cap, "_DENSE_MAX", 0)
+    indexed = g.clone()
+    ed(indexed, 1)
+    assert torch.equal(dense.view(torch.int32), indexed.view(torch.int32))
+    assert not torch.equal(dense.view(torch.int32), g.view(torch.int32)), "the edit must change something"
