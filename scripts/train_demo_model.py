@@ -17,13 +17,13 @@ training data render for that (sentence, target):
     s = k(degree) * (S0 + (1 - S0) * congruence(sentence, target))
 
 (jitter-scaled, ``tts.to_vector``; neutral target: s = 0). ``congruence`` is the data's own record of how well the
-sentence's meaning fits the emotion (esnlib.corpora.sentences). With ``--degrees`` (a design tried
-on 2026-11-29, not the committed model: docs/demo_world.md has its numbers) the training instructions come in three
-degrees — "a slightly angry voice", "an angry voice", "a very angry voice" (k = 0.5, 1, 1.5), as instruction-TTS data
-describe intensity — so the talker learns to read how strongly the thinker represents the asked emotion; without it
-(default) every instruction is the paper's plain one (k = 1), as at inference. So the degree of emotion is something the talker must read off
-what the pretrained thinker computes from the instruction and the content; sources whose meaning does not fit the
-target are under-expressed (the neutral bias of the paper's Table 2) because the data say so.
+sentence's meaning fits the emotion (esnlib.corpora.sentences). By default every instruction is the paper's plain
+one (k = 1), as at inference. With ``--degrees`` (a design tried on 2026-11-29, not the committed model:
+docs/demo_world.md has its numbers) the training instructions come in three degrees — "a slightly angry voice",
+"an angry voice", "a very angry voice" (k = 0.5, 1, 1.5), as instruction-TTS data describe intensity — so the talker
+learns to read how strongly the thinker represents the asked emotion. Either way the degree of emotion is something
+the talker must read off what the pretrained thinker computes from the instruction and the content; sources whose
+meaning does not fit the target are under-expressed (the neutral bias of the paper's Table 2) because the data say so.
 
 Usage: python scripts/train_demo_model.py --out esnlib/assets/demo_lalm     (~15-25 min on 2 cores)
 """
