@@ -195,7 +195,9 @@ def test_run_files_follow_results_dir(tmp_path, monkeypatch):
     assert X.run_dirs("data/results") == {"stats": Path("data/stats"), "listening": Path("data/listening")}
     assert X.run_dirs("data/results_smoke") == {"stats": Path("data/results_smoke/_stats"),
                                                 "listening": Path("data/results_smoke/_listening")}
-    monkeypatch.setattr(X, "_load_judge", lambda name, device="cpu": object())
+    import esnlib.world as W
+
+    monkeypatch.setattr(W, "_load_judge", lambda name, device="cpu": object())  # load_world lives in esnlib.world
     root = _tiny_esd(tmp_path / "esd", [f"{s:04d}" for s in range(11, 21)])
     w = X.load_world(corpus_root=root, corpus="esd", adapter=_NoModel(), judges="prosody", naturalness=None,
                      results_dir=tmp_path / "smoke")
