@@ -14,7 +14,6 @@ Sample ids: EVC ``"<utt_id>|<e_tgt>"``, SER ``"<utt_id>"``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +21,6 @@ import pandas as pd
 
 from .constants import EMOTIONS, TARGET_EMOTIONS, TEST
 from .corpora.base import Utterance
-from .fsutil import atomic_write_bytes
 from .intervention import per_condition
 from .progress import tqdm
 from .world import World, _chunks, _worker_world, fingerprint, mask_fingerprint
@@ -152,11 +150,11 @@ def run_evc_conditions(
             for ks, df in zip(todo.values(), new):
                 cond = {**specs[ks[0]][0], "shard": shard_fp}
                 world.store.write(table, cond, df)
-                _write_alias(world, table, specs[ks[0]][1], shard_fp, cond)
+                world.store.write_alias(table, _generation_key(specs[ks[0]][1], shard_fp), cond)
                 for k in ks[1:]:
                     cond_k = {**specs[k][0], "shard": shard_fp}
                     if not world.store.has(table, cond_k):  # a repeated condition is stored already
-                        _reuse_generation(world, table, specs[k][1], shard_fp, cond_k)
+                        world.store.copy_alias(table, _generation_key(specs[k][1], shard_fp), cond_k, _evc_row_column)
         for k, (cond0, _) in enumerate(specs):
             frames[k].append(_read_unit(world, table, {**cond0, "shard": shard_fp}))
     return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
@@ -187,7 +185,8 @@ def _missing_generations(world: World, table: str, specs, shard_fp: str, regener
     todo: dict[str, list[int]] = {}
     for k, (cond0, gen0) in enumerate(specs):
         cond = {**cond0, "shard": shard_fp}
-        if regenerate or not (world.store.has(table, cond) or _reuse_generation(world, table, gen0, shard_fp, cond)):
+        if regenerate or not (world.store.has(table, cond) or world.store.copy_alias(
+                table, _generation_key(gen0, shard_fp), cond, _evc_row_column)):
             todo.setdefault(_generation_key(gen0, shard_fp), []).append(k)
     return todo
 
@@ -208,31 +207,6 @@ def _evc_condition(world: World, targets: Sequence[str], condition, intervention
 
 def _generation_key(gen0: dict, shard_fp: str) -> str:
     return fingerprint({**gen0, "shard": shard_fp}, 16)
-
-
-def _alias_path(world: World, table: str, gen0: dict, shard_fp: str) -> Path:
-    return world.store.root / "_generations" / f"{table}-{_generation_key(gen0, shard_fp)}"
-
-
-def _write_alias(world: World, table: str, gen0: dict, shard_fp: str, cond: dict) -> None:
-    """Record that ``cond``'s unit holds the generations of (gen0, shard), for conditions that generate the same."""
-    alias = _alias_path(world, table, gen0, shard_fp)
-    alias.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(alias, world.store.key(cond).encode())
-
-
-def _reuse_generation(world: World, table: str, gen0: dict, shard_fp: str, cond: dict) -> bool:
-    """Store ``cond``'s unit as a copy of an already stored unit with the same generations; False if there is none."""
-    alias = _alias_path(world, table, gen0, shard_fp)
-    if not alias.exists():
-        return False
-    src_path = world.store._dir(table) / f"{alias.read_text().strip()}.parquet"
-    if not src_path.exists():
-        return False
-    old = pd.read_parquet(src_path)
-    keep = [c for c in old.columns if c in _ROW_COLS or c.startswith(("pred_", "match_", "post_"))]
-    world.store.write(table, cond, old[keep])
-    return True
 
 
 def _evc_shard_frames(world: World, shard: Sequence[Utterance], targets: Sequence[str], conds: Sequence[dict],
@@ -324,12 +298,17 @@ def _evc_on_grid(world: World, shards, targets, specs, ivs, scope: str, table: s
     finally:  # also after a failed grid: the finished units serve their copies
         for gen0, shard_fp, cond in first_of:
             if world.store.has(table, cond):
-                _write_alias(world, table, gen0, shard_fp, cond)
+                world.store.write_alias(table, _generation_key(gen0, shard_fp), cond)
 
 
 _ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "prosody",
              "audio_path",
              "naturalness")
+
+
+def _evc_row_column(col: str) -> bool:
+    """The columns of a stored EVC unit that are its rows (the rest are its condition's fields)."""
+    return col in _ROW_COLS or col.startswith(("pred_", "match_", "post_"))
 
 
 # ------------------------------------------------------------------------------------------------------- baseline

@@ -8,6 +8,11 @@ that folder removes (:func:`esnlib.fsutil.clean_stale_tmp`), and a sweep resumes
 Generated waveforms live under ``<root>/audio/<key>/<sample_id>.wav`` (16 kHz); ``root`` is made absolute, so the
 ``audio_path`` written into result rows opens from any working directory.
 
+Generation aliases: conditions that differ only in how their mask was found (e.g. the random control's one mask under
+every e_mask, or a cap c that does not bind) generate the same samples. ``<root>/_generations/<table>-<generation>``
+holds the key of a unit that holds the samples of ``generation`` (a key the caller computes from what determines the
+samples, esnlib.runs); :meth:`ResultStore.copy_alias` stores another condition's unit as a copy of it.
+
 Several processes may share one store (two runs of a notebook, Ray workers on one file system): every unit and
 waveform is one file published atomically, and two writers of the same unit write the same rows (the later replace
 wins). See docs/core.md, "Sharing stores between processes".
@@ -21,7 +26,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -225,6 +230,40 @@ class ResultStore:
         if side.exists():
             side.unlink()
         return existed
+
+    # -- generation aliases --------------------------------------------------------------------------------------
+    def _alias(self, table: str, generation: str) -> Path:
+        self._dir(table)  # checks the table name
+        if not re.fullmatch(r"[0-9a-f]+", str(generation)):
+            raise ValueError(f"generation key {generation!r} must be hex digits (a fingerprint of what determines "
+                             "the samples)")
+        return self.root / "_generations" / f"{table}-{generation}"
+
+    def write_alias(self, table: str, generation: str, condition: Mapping[str, Any]) -> None:
+        """Record that the unit of ``condition`` holds the samples of ``generation`` (atomically; the last writer
+        wins, and every writer names a unit with the same samples)."""
+        alias = self._alias(table, generation)
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(alias, self.key(condition).encode())
+
+    def copy_alias(self, table: str, generation: str, condition: Mapping[str, Any],
+                   keep: Callable[[str], bool] | None = None) -> bool:
+        """Store the unit of ``condition`` as a copy of the unit that holds the samples of ``generation``: its
+        columns for which ``keep(column)`` is true (default: every column that is not a field of the source's
+        condition), under ``condition``'s own fields. False (nothing written) when no alias or no such unit
+        exists."""
+        alias = self._alias(table, generation)
+        if not alias.exists():
+            return False
+        src = self._dir(table) / f"{alias.read_text().strip()}.parquet"
+        if not src.exists():
+            return False
+        old = pd.read_parquet(src)
+        if keep is None:
+            fields = set(self._condition_of(src))
+            keep = lambda c: c not in fields  # noqa: E731
+        self.write(table, condition, old[[c for c in old.columns if keep(c)]])
+        return True
 
     # -- audio ---------------------------------------------------------------------------------------------------
     def audio_path(self, key: str, sample_id: str) -> Path:

@@ -200,3 +200,31 @@ def test_writer_killed_mid_write_leaves_nothing_behind_for_long(tmp_path):
     st = ResultStore(tmp_path)
     assert not [p for p in (tmp_path / "evc").iterdir() if p.name.endswith(".tmp")]
     assert len(st.read("evc")) == 1 and not st.has("evc", {"step": "b"})
+
+
+def test_generation_alias_copies_a_unit_under_another_condition(tmp_path):
+    """Two conditions with the same samples: the second unit is a copy of the first (its rows, its own condition
+    fields), found through the alias file <root>/_generations/<table>-<generation> that names the first unit's key."""
+    st = ResultStore(tmp_path)
+    a, b = {"selector": "random", "mask_emotion": "angry"}, {"selector": "random", "mask_emotion": "sad"}
+    assert not st.copy_alias("evc", "00ff", b)  # no alias yet: nothing written
+    st.write("evc", a, _rows(3))
+    st.write_alias("evc", "00ff", a)
+    alias = tmp_path / "_generations" / "evc-00ff"
+    assert alias.read_text() == st.key(a)  # the on-disk format existing stores hold
+    assert st.copy_alias("evc", "00ff", b)
+    got = st.read_unit("evc", b)
+    pd.testing.assert_frame_equal(got[["utt_id", "pred", "wer"]], _rows(3))
+    assert (got["mask_emotion"] == "sad").all() and list(got.columns) == list(st.read_unit("evc", a).columns)
+    # keep= picks the row columns; the alias is not a table
+    c = {"selector": "random", "mask_emotion": "happy"}
+    assert st.copy_alias("evc", "00ff", c, keep=lambda col: col in ("utt_id", "pred"))
+    assert set(st.read_unit("evc", c).columns) == {"utt_id", "pred", "selector", "mask_emotion"}
+    assert len(st.conditions("evc")) == 3
+    # an alias whose unit was removed copies nothing; bad names are refused
+    st.remove("evc", a)
+    assert not st.copy_alias("evc", "00ff", {"selector": "random", "mask_emotion": "surprise"})
+    with pytest.raises(ValueError, match="hex digits"):
+        st.write_alias("evc", "../x", a)
+    with pytest.raises(ValueError, match="table name"):
+        st.write_alias("audio", "00ff", a)
