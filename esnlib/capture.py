@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .edits import get_kind
 from .sites import Site, find_sites, n_neurons, unwrap
 
 __all__ = ["CaptureStats", "capture", "StatsStore", "run_traced"]
@@ -208,12 +209,13 @@ class _State:
                                "num_return_sequences > 1 are not supported by capture")
 
 
-# Edits: applied in place on the served activation, in list order. A float32 activation of at most _DENSE_MAX
-# elements (a decoding step) is edited with one full-width op per edit (per-column factor, offset or floor whose
-# untouched columns hold the exact identity: x*1, x+(-0.0), where(x < -inf)); larger ones (the prompt at prefill)
-# with indexed ops on the selected columns. Both give the same bits as the indexed reference edit
-# (tests/test_intervention.py); the dense form is ~10x cheaper on a decoding step (one op instead of
-# gather/op/scatter).
+# Edits: applied in place on the served activation, in list order, in the forms of the kind's entry in
+# esnlib.edits.EDIT_KINDS (resolved once when the edits are compiled, not per step). A float32 activation of at most
+# _DENSE_MAX elements (a decoding step) is edited with the kind's dense form, one full-width op per edit (per-column
+# factor, offset or floor whose untouched columns hold the exact identity: x*1, x+(-0.0), where(x < -inf)); larger
+# ones (the prompt at prefill), and kinds without a dense form (deactivate: index_fill_), with the indexed form on the
+# selected columns. Both give the same bits as the indexed reference edit (tests/test_intervention.py); the dense
+# form is ~10x cheaper on a decoding step (one op instead of gather/op/scatter).
 _DENSE_MAX = 1 << 18
 
 
@@ -237,18 +239,13 @@ class _SiteEdits:
                     out.append(e)
                     continue
                 ix, kind, alpha, positions = e
+                k = get_kind(kind)
                 ix = ix.to(device)
                 dense = None
-                if kind == "steer":
-                    dense = torch.ones(width, device=device)
-                    dense[ix] = 1.0 + alpha
-                elif kind == "add":
-                    dense = torch.full((width,), -0.0, device=device)
-                    dense[ix] = alpha
-                elif kind == "clamp":
-                    dense = torch.full((width,), float("-inf"), device=device)
-                    dense[ix] = alpha
-                out.append((ix, kind, alpha, positions, dense))
+                if k.dense is not None:
+                    dense = torch.full((width,), k.dense_identity, device=device)
+                    dense[ix] = k.operand(alpha)
+                out.append((ix, alpha, positions, dense, k.dense, k.indexed))
             self._on[key] = out
         return self._on[key]
 
@@ -258,33 +255,13 @@ class _SiteEdits:
             if callable(e):  # a per-row edit (intervention.RowwiseIntervention) applies itself
                 e(g, step)
                 continue
-            ix, kind, alpha, positions, dense = e
+            ix, alpha, positions, dense, dense_op, indexed_op = e
             if positions == "generated" and step == 0:
                 continue
-            if kind == "deactivate":
-                g.index_fill_(-1, ix, 0)
-            elif small:
-                if kind == "steer":
-                    g.mul_(dense)
-                elif kind == "add":
-                    g.add_(dense)
-                else:
-                    torch.where(g < dense, dense, g, out=g)
+            if small and dense is not None:
+                dense_op(g, dense)
             else:
-                _edit_inplace(g, ix, kind, alpha)
-
-
-def _edit_inplace(g: torch.Tensor, ix: torch.Tensor, kind: str, alpha: float):
-    if kind == "steer":
-        g[..., ix] *= 1.0 + alpha
-    elif kind == "add":
-        g[..., ix] += alpha
-    elif kind == "clamp":
-        g[..., ix] = g[..., ix].clamp_min(alpha)
-    elif kind == "deactivate":
-        g[..., ix] = 0
-    else:  # validated earlier; kept for safety
-        raise ValueError(f"unknown intervention kind {kind!r}")
+                indexed_op(g, ix, alpha)
 
 
 class _Accumulator:

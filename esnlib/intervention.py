@@ -1,8 +1,10 @@
 """Stage 4 of the EVC pipeline (paper §3.4): inference-time neuron interventions on the activated gate g.
 
-Kinds (α ≥ 0 as in the paper): steer g·(1+α) (eq. 5), add g+α (eq. 6), clamp max(g, α) (eq. 7), deactivate 0.
-Edits are applied in place on the served activation of every selected site at every step under nnsight; weights are
-never touched. ``generate`` shares the traced runner of ``esnlib.capture`` (one visit per site per step).
+Kinds (α ≥ 0 as in the paper): steer g·(1+α) (eq. 5), add g+α (eq. 6), clamp max(g, α) (eq. 7), deactivate 0. They
+are defined once, in ``esnlib.edits.EDIT_KINDS`` (formula, default α, indexed / dense / row-wise forms), which
+``edit``, the runner's scalar edits and the row-wise edits all read. Edits are applied in place on the served
+activation of every selected site at every step under nnsight; weights are never touched. ``generate`` shares the
+traced runner of ``esnlib.capture`` (one visit per site per step).
 
 ``RowwiseIntervention`` gives each batch row its own edit, so conditions that differ only in their edits (baseline,
 several masks, several α) share one ``generate`` call; row i gets exactly what a call with row i's edit alone gives.
@@ -16,55 +18,40 @@ import numpy as np
 import torch
 
 from .capture import run_traced
+from .edits import EDIT_KINDS, KINDS, check_kind_alpha
 from .sites import Site, find_sites, n_neurons, split_by_site, unwrap
 
 __all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "batch_rows", "per_condition", "generate"]
 
-KINDS = ("steer", "add", "clamp", "deactivate")
 POSITIONS = ("all", "generated")
+_check_kind_alpha = check_kind_alpha  # the name explorer.py imports
 
 
-def _check_kind_alpha(kind: str, alpha: float) -> float:
-    if kind not in KINDS:
-        raise ValueError(f"unknown intervention kind {kind!r}; use one of {KINDS}")
-    alpha = float(alpha)
-    if not np.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha}")
-    if kind != "deactivate" and alpha < 0:
-        raise ValueError(f"alpha must be >= 0 for {kind!r} (paper §3.4); got {alpha}. Use 'deactivate' to silence "
-                         "neurons")
-    return alpha
+def edit(g: torch.Tensor, index, kind: str, alpha: float | None = None) -> torch.Tensor:
+    """Return a copy of g with the intervention applied on the last-dim indices ``index`` (g is unchanged).
 
-
-def edit(g: torch.Tensor, index, kind: str, alpha: float = 1.0) -> torch.Tensor:
-    """Return a copy of g with the intervention applied on the last-dim indices ``index`` (g is unchanged)."""
-    alpha = _check_kind_alpha(kind, alpha)
+    alpha: None takes the kind's default α (``esnlib.edits.EDIT_KINDS``)."""
+    alpha = check_kind_alpha(kind, alpha)
     ix = torch.as_tensor(np.asarray(index, dtype=np.int64), device=g.device).flatten()
     width = g.shape[-1]
     if ix.numel() and (int(ix.min()) < 0 or int(ix.max()) >= width):
         raise IndexError(f"neuron index out of range [0, {width}) for g of shape {tuple(g.shape)}")
     out = g.clone()
-    if kind == "steer":
-        out[..., ix] = out[..., ix] * (1.0 + alpha)
-    elif kind == "add":
-        out[..., ix] = out[..., ix] + alpha
-    elif kind == "clamp":
-        out[..., ix] = out[..., ix].clamp_min(alpha)
-    else:
-        out[..., ix] = 0
+    EDIT_KINDS[kind].indexed(out, ix, alpha)
     return out
 
 
 @dataclass
 class Intervention:
-    """An edit of the selected neurons (flat indices over the sites) with one kind and strength α.
+    """An edit of the selected neurons (flat indices over the sites) with one kind and strength α (None: the kind's
+    default α: steer 1.0, add 0.5, clamp 0.5, deactivate 0.0).
 
     positions: "all" edits prompt and generated positions; "generated" skips the prefill (prompt) positions.
     """
 
     index: np.ndarray
     kind: str = "steer"
-    alpha: float = 1.0
+    alpha: float | None = None  # None: the kind's default α (esnlib.edits.EDIT_KINDS)
     positions: str = "all"
 
     def __post_init__(self):
@@ -77,7 +64,7 @@ class Intervention:
         if idx.size and idx.min() < 0:
             raise IndexError(f"Intervention.index has a negative neuron index ({idx.min()})")
         self.index = idx
-        self.alpha = _check_kind_alpha(self.kind, self.alpha)
+        self.alpha = check_kind_alpha(self.kind, self.alpha)
         if self.positions not in POSITIONS:
             raise ValueError(f"unknown positions {self.positions!r}; use one of {POSITIONS}")
 
@@ -166,28 +153,26 @@ def per_condition(run: Callable, n: int, conditions: Sequence, rowwise: bool = T
 
 
 class _RowEdit:
-    """Edits of one site for a RowwiseIntervention, as per-row tensors over the union of touched columns.
+    """Edits of one site for a RowwiseIntervention, as per-row operands over the union of touched columns.
 
-    Layer j applies the j-th Intervention of every row: ``sub = max(sub * scale + shift, floor)``, then zeros. Rows
-    or columns a layer leaves alone get scale 1, shift 0, floor -inf (the identity). Built once before the run, in
-    float32 (like the scalar edits, whose α is not rounded to a half-precision activation dtype).
+    Layer j applies the j-th Intervention of every row: per edit kind of ``esnlib.edits.EDIT_KINDS`` (table order),
+    ``sub = kind.rowwise(sub, operand)`` with a (B, 1, U) operand holding ``kind.operand(α)`` where a row applies
+    that kind and the kind's identity elsewhere. A kind no row of the layer uses is left out when its identity is
+    exact (x*1, max(x, -inf), an empty fill); add's x+0.0 is not (it turns -0.0 into +0.0) and always runs. Built
+    once before the run, in float32 (like the scalar edits, whose α is not rounded to a half-precision activation
+    dtype).
     """
 
-    def __init__(self, cols: np.ndarray, layers: list[dict]):
+    def __init__(self, cols: np.ndarray, layers: list[dict], batch: int):
         self.cols = torch.as_tensor(cols, dtype=torch.long)
-        self.layers = layers  # each: {"prefill": (scale, shift, floor, zero), "decode": (...)}
-        self.batch = int(layers[0]["decode"][0].shape[0])
+        self.layers = layers  # each: {"prefill": [(rowwise op, operand), ...], "decode": [...]}
+        self.batch = batch
         self._dev: dict = {}
 
     def _on(self, device):
         if device not in self._dev:
-            # Per layer and phase, only the operations that change something: x*1, max(x, -inf) and an empty fill
-            # are identities, so a steer-only layer is one multiply and an add (shift) on the touched columns.
-            def ops(scale, shift, floor, zero):
-                return (scale.to(device) if bool((scale != 1).any()) else None, shift.to(device),
-                        floor.to(device) if bool(torch.isfinite(floor).any()) else None,
-                        zero.to(device) if bool(zero.any()) else None)
-            self._dev[device] = (self.cols.to(device), [{k: ops(*v) for k, v in L.items()} for L in self.layers])
+            self._dev[device] = (self.cols.to(device), [{k: [(op, x.to(device)) for op, x in v] for k, v in L.items()}
+                                                        for L in self.layers])
         return self._dev[device]
 
     def __call__(self, g: torch.Tensor, step: int):
@@ -199,15 +184,24 @@ class _RowEdit:
         sub = sub.float() if sub.dtype != torch.float32 else sub
         which = "prefill" if step == 0 else "decode"
         for L in layers:
-            scale, shift, floor, zero = L[which]
-            if scale is not None:
-                sub = sub * scale
-            sub = sub + shift
-            if floor is not None:
-                sub = torch.maximum(sub, floor)
-            if zero is not None:
-                sub = sub.masked_fill(zero, 0.0)
+            for op, x in L[which]:
+                sub = op(sub, x)
         g[..., cols] = sub.to(g.dtype)
+
+
+def _row_operands(rows, j: int, which: str, per_row, pos, shape):
+    """The (op, operand) pairs of layer j in one phase: one per kind of the table that changes something."""
+    ops = []
+    for kind in EDIT_KINDS.values():
+        ident = np.full(shape, kind.row_identity, bool if isinstance(kind.row_identity, bool) else np.float32)
+        x = ident.copy()
+        for b, r in enumerate(rows):
+            if j >= len(r) or r[j].kind != kind.name or (which == "prefill" and r[j].positions == "generated"):
+                continue
+            x[b, 0, [pos[int(c)] for c in per_row[b][j]]] = kind.operand(r[j].alpha)
+        if not kind.row_exact or x.tobytes() != ident.tobytes():
+            ops.append((kind.rowwise, torch.from_numpy(x)))
+    return ops
 
 
 def _rowwise_plan(rw: RowwiseIntervention, sites: Sequence[Site]):
@@ -226,28 +220,9 @@ def _rowwise_plan(rw: RowwiseIntervention, sites: Sequence[Site]):
         if not cols.size:
             continue
         pos = {int(c): k for k, c in enumerate(cols)}
-        U = len(cols)
-        layers = []
-        for j in range(depth):
-            L = {}
-            for which in ("prefill", "decode"):
-                scale, shift = np.ones((B, 1, U), np.float32), np.zeros((B, 1, U), np.float32)
-                floor, zero = np.full((B, 1, U), -np.inf, np.float32), np.zeros((B, 1, U), bool)
-                for b, r in enumerate(rw.rows):
-                    if j >= len(r) or (which == "prefill" and r[j].positions == "generated"):
-                        continue
-                    iv, k = r[j], [pos[int(c)] for c in per_row[b][j]]
-                    if iv.kind == "steer":
-                        scale[b, 0, k] = 1.0 + iv.alpha
-                    elif iv.kind == "add":
-                        shift[b, 0, k] = iv.alpha
-                    elif iv.kind == "clamp":
-                        floor[b, 0, k] = iv.alpha
-                    else:
-                        zero[b, 0, k] = True
-                L[which] = tuple(torch.from_numpy(a) for a in (scale, shift, floor, zero))
-            layers.append(L)
-        plan[s].append(_RowEdit(cols, layers))
+        layers = [{which: _row_operands(rw.rows, j, which, per_row, pos, (B, 1, len(cols)))
+                   for which in ("prefill", "decode")} for j in range(depth)]
+        plan[s].append(_RowEdit(cols, layers, B))
     return plan
 
 
