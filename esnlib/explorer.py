@@ -26,12 +26,12 @@ import pandas as pd
 
 from . import TARGET_EMOTIONS
 from . import experiments as X
+from .notebook import DEMO_MODELS, NotebookConfig
 
 #: evaluation splits offered: held out from identification (the masks come from IDENTIFICATION)
 EVAL_SPLITS = (X.TEST, "TEST-SEEN", "TEST-UNSEEN", "DEVELOPMENT")
 #: what one run does, in order (the progress bar counts these)
 STEPS = ("world", "identification", "baseline", "evaluation", "summary")
-DEMO_MODELS = ("demo", "demo-lalm")
 
 
 # ---------------------------------------------------------------------------------------------------------- settings
@@ -135,14 +135,12 @@ def notebook_world(model: str = "demo", corpus_root: str | Path = X.DEFAULT_CORP
                    results_dir: str | Path = "data/results", stats_dir: str | Path | None = None, device: str = "cpu",
                    seed: int = 0, smoke: bool = False, corpus_n_utts: int | None = None,
                    batch_size: int | None = None) -> X.World:
-    """The world notebooks 01-07 build from the same parameters (sizes from ``X.defaults(smoke)``), so every unit
-    the explorer reads or writes has the notebooks' condition keys."""
-    S = X.defaults(smoke)
-    return X.load_world(model=model, corpus_root=corpus_root, judges=judges, naturalness=naturalness,
-                        results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
-                        batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
-                        naturalness_per_shard=S["naturalness_per_shard"],
-                        n_utts=corpus_n_utts or S["corpus_n_utts"], corpus=corpus, task="evc")
+    """The world notebooks 01-07 build from the same parameters (``esnlib.notebook.NotebookConfig.world_kwargs``,
+    sizes from ``X.defaults(smoke)``), so every unit the explorer reads or writes has the notebooks' condition keys."""
+    cfg = NotebookConfig(model=model, corpus_root=corpus_root, corpus=corpus, judges=judges, naturalness=naturalness,
+                         results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed, smoke=smoke,
+                         corpus_n_utts=corpus_n_utts, batch_size=batch_size)
+    return X.load_world(**cfg.world_kwargs("evc"))
 
 
 # ------------------------------------------------------------------------------------------------------- results

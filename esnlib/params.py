@@ -1,10 +1,10 @@
 """Every notebook parameter checked in one place, before anything is loaded or generated.
 
-The notebooks call ``validate_params(globals())`` first thing in their set-up cell, and ``scripts/run_notebooks.py``
-calls it on the ``-p`` values before it starts any kernel. A bad value is a :class:`ParameterError` that lists
-every bad parameter at once: its name, what it got, and what is allowed. Only the names in :data:`RULES` are read,
-so passing ``globals()`` is fine; a name missing from the mapping is not checked (the runner checks the values it
-is given, the notebook all of its own).
+The notebooks call it on ``globals()`` first thing in their set-up (``esnlib.notebook.setup``; notebook 10 directly),
+and ``scripts/run_notebooks.py`` calls it on the ``-p`` values before it starts any kernel. A bad value is a
+:class:`ParameterError` that lists every bad parameter at once: its name, what it got, and what is allowed. Only
+the names in :data:`RULES` are read, so passing ``globals()`` is fine; a name missing from the mapping is not
+checked (the runner checks the values it is given, the notebook all of its own).
 
 The checks reuse the library's own (selection.check_method / check_rate, the intervention kinds, the model and
 judge registries), so a parameter is refused here exactly when the step using it would refuse it later.

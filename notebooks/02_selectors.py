@@ -60,71 +60,17 @@ rowwise = True                  # a sweep's conditions share generate calls (one
 human_filter = None             # CSV from a filter-mode listening test (esnlib.listening.save_filter_file): CAS-H rows
 
 # %%
-NB = "02_selectors"
-TASK = "evc"  # the corpora it takes: esnlib.corpora.registry
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
-import torch
-from IPython.display import Audio, Markdown, display
+from IPython.display import Markdown, display
 
-import esnlib
 import esnlib.experiments as X
 from esnlib import plots
-from esnlib.evaluation import self_cross
-from esnlib.params import validate_params
+from esnlib.notebook import setup
 
-validate_params(globals())  # every parameter above; a bad one is a ParameterError before anything is loaded
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-S = X.defaults(smoke)
-demo = model in ("demo", "demo-lalm")
-r = (X.DEMO_RATE if demo else X.PAPER_RATE) if r is None else r
-alpha = (X.DEMO_ALPHA if demo else X.PAPER_ALPHA) if alpha is None else alpha
-n_eval = S["n_eval"] if n_eval is None else n_eval
-n_cross = S["n_cross"] if n_cross is None else n_cross
-n_sweep = S["n_sweep"] if n_sweep is None else n_sweep
-n_id = S["n_id"] if n_id is None else n_id
-world = X.load_world(model=model, corpus_root=corpus_root, judges=judges, naturalness=naturalness,
-                     results_dir=results_dir, stats_dir=stats_dir, device=device, seed=seed,
-                     batch_size=batch_size or S["batch_size"], shard_size=S["shard_size"],
-                     naturalness_per_shard=S["naturalness_per_shard"], n_utts=corpus_n_utts or S["corpus_n_utts"],
-                     executor=executor, ray_address=ray_address, num_workers=num_workers, rowwise=rowwise,
-                     corpus=corpus, task=TASK)
-J = list(world.judges)
-N_LM = sum(s.width for s in world.sites("lm"))
-
-
-def save(fig, name):
-    """Save a figure as figures/<notebook>_<name>.{pdf,png}."""
-    plots.save(fig, f"{NB}_{name}", figures_dir)
-    display(fig)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-
-
-def table(df, name, latex=True):
-    X.save_table(df, f"{NB}_{name}", figures_dir, latex=latex)
-    return df
-
-
-def rows_csv(*frames):
-    """The per-sample rows behind this notebook's tables: figures/tables/<notebook>_rows.csv."""
-    return X.export_rows(frames, f"{NB}_rows", figures_dir)
-
-
-def listen(base_rows, rows, k=2):
-    """Inline audio: baseline vs intervened for a few samples."""
-    for _, p in X.audio_pairs(base_rows, rows, k=k).iterrows():
-        display(Markdown(f"**{p.sample_id}** (e_tgt = {p.target}, e_mask = {p.mask_emotion}) — "
-                         f"baseline: *{p.hyp_base}* / intervened: *{p.hyp}*"))
-        display(Audio(filename=p.audio_path_base), Audio(filename=p.audio_path))
-
-
-print(f"model {world.adapter.describe()} | corpus {world.corpus} ({world.corpus_kind}, {len(world.utts)} utterances) | "
-      f"judges {J} | "
-      f"N(lm) = {N_LM} | r = {r:.4f} -> {int(np.floor(r * N_LM))} neurons per emotion | c = {c} | alpha = {alpha} | "
-      f"evaluation: {n_eval} sources (cross cells {n_cross}), sweeps {n_sweep}")
+nb = setup("02_selectors", task="evc", params=globals())  # parameters checked, then the world loaded
+world, J, cfg = nb.world, nb.judges, nb.cfg
+r, alpha, n_id, n_eval, n_cross, n_sweep = cfg.r, cfg.alpha, cfg.n_id, cfg.n_eval, cfg.n_cross, cfg.n_sweep
+save, table, rows_csv, listen = nb.save, nb.table, nb.rows_csv, nb.listen
 
 # %%
 selectors = list(X.SELECTORS)

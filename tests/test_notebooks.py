@@ -170,7 +170,7 @@ def test_runner_fails_on_a_broken_notebook(tmp_path, capsys):
     assert rc == 1
     out = capsys.readouterr().out
     assert "01_baseline                  FAILED" in out and "CorpusError: corpus root " in out
-    assert "world = X.load_world(" in out  # the set-up cell's line that raised
+    assert 'nb = setup("01_baseline", task="evc", params=globals())' in out  # the set-up cell's line that raised
     assert "raised in " in out and " (esnlib/" in out  # where, relative to the repository
 
 

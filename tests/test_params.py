@@ -12,7 +12,7 @@ from esnlib.params import RULES, ParameterError, validate_params
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("[01][0-9]_*.ipynb")
                    if any("parameters" in c["metadata"].get("tags", []) for c in json.loads(p.read_text())["cells"]))
-PAPER = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "09"]  # notebooks 01-09 share one set-up cell
+PAPER = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "09"]  # notebooks 01-09: esnlib.notebook.setup
 
 
 def _defaults(path: Path) -> dict:
@@ -33,11 +33,14 @@ def test_every_notebook_parameter_has_a_rule_and_its_default_passes(path):
 
 
 def test_the_setup_cells_validate_before_loading():
+    """01-09: the set-up cell is one esnlib.notebook.setup call on globals(), which validates before it loads
+    (tests/test_notebook_setup.py); 10: validate_params first."""
     assert len(PAPER) == 9
     for path in PAPER:
         nb = json.loads(path.read_text())
         setup = "".join(nb["cells"][2]["source"])
-        assert setup.index("validate_params(globals())") < setup.index("X.load_world("), path.name
+        assert f'nb = setup("{path.stem}", task=' in setup and 'params=globals())' in setup, path.name
+        assert "load_world" not in setup and "validate_params" not in setup, path.name
     nb = json.loads((ROOT / "notebooks" / "10_listening_test.ipynb").read_text())
     setup = "".join(nb["cells"][2]["source"])
     assert setup.index("validate_params(globals())") < setup.index("if smoke:")
