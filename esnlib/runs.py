@@ -14,6 +14,7 @@ Sample ids: EVC ``"<utt_id>|<e_tgt>"``, SER ``"<utt_id>"``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -81,6 +82,251 @@ def _append_missing_stats(stats, captured, ids: Sequence[str]) -> None:
         stats.append(captured.rows(keep), [ids[i] for i in keep], skip_existing=True)
 
 
+def _intervention_fields(iv) -> dict:
+    """The condition fields that identify an intervention: mask (fingerprint of the indices), kind, alpha, positions.
+    A list of Interventions (applied in turn) gets one fingerprint over all of them and kind "composite"."""
+    from .intervention import Intervention
+
+    if iv is None:
+        return {"mask": "none", "kind": "none", "alpha": 0.0, "positions": "none"}
+    if isinstance(iv, Intervention):
+        return {"mask": mask_fingerprint(iv.index), "kind": iv.kind, "alpha": float(iv.alpha),
+                "positions": iv.positions}
+    if isinstance(iv, (list, tuple)) and iv and all(isinstance(x, Intervention) for x in iv):
+        return {"mask": fingerprint([[mask_fingerprint(x.index), x.kind, float(x.alpha), x.positions] for x in iv]),
+                "kind": "composite", "alpha": 0.0, "positions": "composite"}
+    raise TypeError(f"a condition's intervention must be None, an esnlib.Intervention or a list of them, got "
+                    f"{type(iv).__name__} (the row-wise batching of conditions is built here, from the conditions)")
+
+
+# --------------------------------------------------------------------------------------------------------- the tasks
+@dataclass(frozen=True)
+class _EVC:
+    """What the driver needs to know of EVC: every source utterance once per e_tgt, judged rows, kept waveforms."""
+
+    targets: tuple[str, ...]
+    name = "evc"  # the condition's task, the StatsStore's task
+    shard_factor = 1  # shards of world.shard_size utterances (x len(targets) samples)
+
+    def fields(self) -> dict:
+        return {"targets": ",".join(self.targets)}
+
+    def sample_ids(self, shard: Sequence[Utterance]) -> list[str]:
+        return [f"{u.id}|{t}" for u in shard for t in self.targets]
+
+    def generate(self, world: World, shard, k: int, intervention, scope: str, capture: bool = False):
+        """The shard's samples repeated ``k`` times (condition-major) through one ``adapter.evc`` call."""
+        src = [u for u in shard for _ in self.targets]
+        tgt = [t for _ in shard for t in self.targets]
+        kw = {"capture": True} if capture else {}
+        return world.adapter.evc(src * k, tgt * k, intervention=intervention, scope=scope,
+                                 batch_size=world.batch_size, **kw)
+
+    def rows(self, world: World, shard, cond: dict, gens) -> pd.DataFrame:
+        """Tidy rows of one (condition, shard): text, WER, speech tokens, judges, naturalness, kept waveforms."""
+        from .evaluation import sample_wer
+
+        src = [u for u in shard for _ in self.targets]
+        tgt = [t for _ in shard for t in self.targets]
+        sample_ids = self.sample_ids(shard)
+        rows = []
+        key = world.store.key(cond)
+        for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
+            hyp = g.text or ""
+            speech = (g.extra or {}).get("speech_tokens")
+            prosody = (g.extra or {}).get("prosody")
+            rows.append({"utt_id": u.id, "sample_id": sample_ids[j], "speaker": u.speaker, "split": u.split,
+                         "target": t, "text": u.text, "hyp": hyp, "wer": float(sample_wer(u.text, hyp)),
+                         "speech_tokens": " ".join(map(str, speech)) if speech is not None else "",
+                         "prosody": json.dumps({k: round(float(v), 3) for k, v in prosody.items()}) if prosody else "",
+                         "audio_path": ""})
+        audios = [g.audio for g in gens]
+        # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
+        n_keep = world.audio_per_shard * len(set(tgt))
+        _judge_rows(world, audios, rows, n_naturalness=world.naturalness_per_shard)
+        for j in range(min(n_keep, len(rows))):
+            if audios[j] is not None:
+                rows[j]["audio_path"] = str(world.store.write_audio(key, rows[j]["sample_id"], audios[j]))
+        return pd.DataFrame(rows)
+
+    @staticmethod
+    def row_column(col: str) -> bool:
+        """The columns of a stored unit that are its rows (the rest are its condition's fields)."""
+        return col in _EVC_COLS or col.startswith(("pred_", "match_", "post_"))
+
+
+@dataclass(frozen=True)
+class _SER:
+    """What the driver needs to know of SER: one sample per utterance, the model's own label, no waveform."""
+
+    name = "ser"
+    shard_factor = 4  # one sample per utterance: shards of 4 x world.shard_size utterances
+
+    def fields(self) -> dict:
+        return {}
+
+    def sample_ids(self, shard: Sequence[Utterance]) -> list[str]:
+        return [u.id for u in shard]
+
+    def generate(self, world: World, shard, k: int, intervention, scope: str, capture: bool = False):
+        """The shard's utterances repeated ``k`` times (condition-major) through one ``adapter.ser`` call."""
+        kw = {"capture": True} if capture else {}
+        return world.adapter.ser(list(shard) * k, intervention=intervention, scope=scope,
+                                 batch_size=world.batch_size, **kw)
+
+    def rows(self, world: World, shard, cond: dict, gens) -> pd.DataFrame:
+        return pd.DataFrame([{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split,
+                              "emotion": u.emotion, "pred": g.label, "correct": bool(g.label == u.emotion),
+                              "answer": g.text or ""} for u, g in zip(shard, gens)])
+
+    @staticmethod
+    def row_column(col: str) -> bool:
+        return col in _SER_COLS
+
+
+_EVC_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "prosody",
+             "audio_path", "naturalness")
+_SER_COLS = ("utt_id", "sample_id", "speaker", "split", "emotion", "pred", "correct", "answer")
+
+
+# -------------------------------------------------------------------------------------------------------- the driver
+def run_conditions(world: World, task, utts: Sequence[Utterance], conditions: Sequence[tuple[Mapping | None, Any]],
+                   capture: bool = False, scope: str = "lm", table: str = "evc", desc: str = "") -> list[pd.DataFrame]:
+    """The one driver of EVC and SER (``task``: ``_EVC(targets)`` or ``_SER()``): the same utterances under several
+    ``[(condition fields, intervention), ...]``, one frame of rows per condition, in order.
+
+    Every (condition, shard) is its own unit in the store, exactly as with one call per condition. What is shared is
+    the work: with ``world.rowwise`` (the default) the conditions a shard still needs are generated together, the
+    shard's samples repeated once per condition and each copy edited by its own intervention
+    (:class:`esnlib.intervention.RowwiseIntervention`), so ``world.batch_size`` rows fill each ``generate`` call
+    across conditions. Conditions whose generations are identical (same mask, kind, α, positions: e.g. the random
+    control's single mask, or a cap c that does not bind) are generated once and stored under each condition
+    (:meth:`esnlib.store.ResultStore.copy_alias`). With ``world.executor == "ray"`` the missing units are computed
+    on the grid first (identification, ``capture=True``, stays local).
+    """
+    if not conditions:
+        raise ValueError(f"run_{task.name}_conditions needs at least one (condition, intervention) pair")
+    if capture and len(conditions) != 1:
+        raise ValueError("capture=True (identification) takes one condition: capture the baseline, not a sweep")
+    specs = [_condition(world, task, c, iv, scope) for c, iv in conditions]
+    ivs = [iv for _, iv in conditions]
+    stats = world.stats(task.name, scope) if capture else None
+    shards = [(sh, fingerprint([u.id for u in sh])) for sh in _chunks(list(utts), world.shard_size * task.shard_factor)]
+    if world.executor == "ray" and not capture:
+        # the grid computes the missing units (one actor per GPU/worker); the loop below then only reads them
+        _on_grid(world, task, shards, specs, ivs, scope, table)
+    frames: list[list[pd.DataFrame]] = [[] for _ in specs]
+    for shard, shard_fp in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
+        sample_ids = task.sample_ids(shard)
+        need_stats = capture and bool(_stats_missing(stats, sample_ids))
+        todo = _missing_generations(world, task, table, specs, shard_fp, regenerate=need_stats)
+        if todo:
+            firsts = [ks[0] for ks in todo.values()]
+            new = _shard_frames(world, task, shard, [{**specs[k][0], "shard": shard_fp} for k in firsts],
+                                [ivs[k] for k in firsts], scope, stats)
+            for (gen_key, ks), df in zip(todo.items(), new):
+                cond = {**specs[ks[0]][0], "shard": shard_fp}
+                world.store.write(table, cond, df)
+                world.store.write_alias(table, gen_key, cond)
+                for k in ks[1:]:
+                    cond_k = {**specs[k][0], "shard": shard_fp}
+                    if not world.store.has(table, cond_k):  # a repeated condition is stored already
+                        world.store.copy_alias(table, gen_key, cond_k, task.row_column)
+        for k, (cond0, _) in enumerate(specs):
+            frames[k].append(_read_unit(world, table, {**cond0, "shard": shard_fp}))
+    return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
+
+
+def _condition(world: World, task, condition, intervention, scope: str) -> tuple[dict, dict]:
+    """(cond0, gen0): the unit condition without its shard, and the fields that determine the generations (not
+    which selector/r/c produced the mask), so identical generations are computed once."""
+    f = _intervention_fields(intervention)
+    cond0 = {**world.base_condition(task.name, scope), **task.fields(), "mask_emotion": "none", "mask": f["mask"],
+             "kind": f["kind"], "alpha": f["alpha"], **(dict(condition) if condition else {})}
+    gen0 = {k: cond0[k] for k in ("model", "corpus_fp", "judges", "naturalness_judge", "naturalness_per_shard",
+                                  "task", *task.fields())}
+    # from the intervention itself, whatever the condition fields say
+    gen0.update(mask=f["mask"], kind=f["kind"], alpha=f["alpha"], positions=f["positions"],
+                scope=scope if intervention is not None else "none")
+    return cond0, gen0
+
+
+def _generation_key(gen0: dict, shard_fp: str) -> str:
+    return fingerprint({**gen0, "shard": shard_fp}, 16)
+
+
+def _missing_generations(world: World, task, table: str, specs, shard_fp: str, regenerate: bool = False
+                         ) -> dict[str, list[int]]:
+    """The conditions of one shard that need generating, by generation key: key -> indices into ``specs`` (the first
+    is generated, the others get copies). A condition already stored, or one whose generations another stored unit
+    holds (then copied now), needs nothing; ``regenerate`` (statistics missing) makes every condition needed."""
+    todo: dict[str, list[int]] = {}
+    for k, (cond0, gen0) in enumerate(specs):
+        cond, gen_key = {**cond0, "shard": shard_fp}, _generation_key(gen0, shard_fp)
+        if regenerate or not (world.store.has(table, cond)
+                              or world.store.copy_alias(table, gen_key, cond, task.row_column)):
+            todo.setdefault(gen_key, []).append(k)
+    return todo
+
+
+def _shard_frames(world: World, task, shard: Sequence[Utterance], conds: Sequence[dict], interventions: Sequence,
+                  scope: str, stats=None) -> list[pd.DataFrame]:
+    """The work of one shard under each condition: generate, judge, one frame of rows per condition.
+
+    Several conditions go through one adapter call with a RowwiseIntervention when ``world.rowwise``; greedy rows do
+    not depend on their batch neighbours, so the frames equal one call per condition. ``stats``: the StatsStore to
+    append the samples' activation statistics to (capture, one condition only), or None. Used in-process and by Ray
+    workers (:func:`_group_work`), so both executors give identical rows.
+    """
+    if stats is not None:
+        gens, st = task.generate(world, shard, 1, interventions[0], scope, capture=True)
+        _append_missing_stats(stats, st, task.sample_ids(shard))
+        per_cond = [gens]
+    else:
+        per_cond = per_condition(lambda k, iv: task.generate(world, shard, k, iv, scope),
+                                 len(task.sample_ids(shard)), interventions, world.rowwise)
+    return [task.rows(world, shard, cond, gens) for cond, gens in zip(conds, per_cond)]
+
+
+def _group_work(world: World, group, task, scope: str) -> list[pd.DataFrame]:
+    """esnlib.grid work function: the frames of a UnitGroup (one shard, its missing conditions; each member's
+    payload: {"utts", "intervention"})."""
+    shard = group.units[0].payload["utts"]
+    return _shard_frames(world, task, shard, [u.condition for u in group.units],
+                         [u.payload["intervention"] for u in group.units], scope)
+
+
+def _on_grid(world: World, task, shards, specs, ivs, scope: str, table: str) -> None:
+    """Compute the missing (condition, shard) units on the Ray executor (esnlib.grid): one UnitGroup per shard (its
+    missing conditions share generate calls when ``world.rowwise``, else one group per unit)."""
+    import functools
+
+    from .grid import Unit, UnitGroup, run_grid
+
+    groups, first_of = [], []
+    for sh, shard_fp in shards:
+        todo = []
+        for gen_key, ks in _missing_generations(world, task, table, specs, shard_fp).items():
+            cond = {**specs[ks[0]][0], "shard": shard_fp}
+            todo.append(Unit(table, cond, payload={"utts": list(sh), "intervention": ivs[ks[0]]}))
+            first_of.append((gen_key, cond))  # the copies for ks[1:] are made by the driver's loop
+        if todo:
+            groups += [UnitGroup(todo)] if world.rowwise else [UnitGroup([u]) for u in todo]
+    if not groups:
+        return
+    n_units = sum(len(g.units) for g in groups)
+    try:
+        run_grid(groups, functools.partial(_group_work, task=task, scope=scope),
+                 functools.partial(_worker_world, world.spec), world.store, executor="ray",
+                 ray_address=world.ray_address, num_workers=world.num_workers, progress=world.progress,
+                 desc=f"{task.name.upper()} on Ray ({n_units} units in {len(groups)} groups)")
+    finally:  # also after a failed grid: the finished units serve their copies
+        for gen_key, cond in first_of:
+            if world.store.has(table, cond):
+                world.store.write_alias(table, gen_key, cond)
+
+
+# --------------------------------------------------------------------------------------------------- EVC and SER
 def run_evc(
     world: World,
     utts: Sequence[Utterance],
@@ -115,203 +361,14 @@ def run_evc_conditions(
     desc: str = "EVC",
 ) -> list[pd.DataFrame]:
     """EVC of the same utterances under several conditions, ``[(condition fields, intervention), ...]``: one frame of
-    :func:`run_evc` rows per condition, in order.
-
-    Every (condition, shard) is its own unit in the store, exactly as with one ``run_evc`` call per condition. What
-    is shared is the work: with ``world.rowwise`` (the default) the conditions a shard still needs are generated
-    together, the shard's rows repeated once per condition and each copy edited by its own intervention
-    (:class:`esnlib.intervention.RowwiseIntervention`), so ``world.batch_size`` rows fill each ``generate`` call
-    across conditions. Conditions whose generations are identical (same mask, kind, α, positions: e.g. the random
-    control's single mask, or a cap c that does not bind) are generated once and stored under each condition.
-    """
+    :func:`run_evc` rows per condition, in order (:func:`run_conditions`: row-wise batching, de-duplication, Ray)."""
     bad = [t for t in targets if t not in EMOTIONS]
     if bad:
         raise ValueError(f"unknown target emotions {bad}; expected a subset of {EMOTIONS}")
-    if not conditions:
-        raise ValueError("run_evc_conditions needs at least one (condition, intervention) pair")
-    if capture and len(conditions) != 1:
-        raise ValueError("capture=True (identification) takes one condition: capture the baseline, not a sweep")
-    specs = [_evc_condition(world, targets, c, iv, scope) for c, iv in conditions]
-    ivs = [iv for _, iv in conditions]
-    stats = world.stats("evc", scope) if capture else None
-    shards = [(sh, fingerprint([u.id for u in sh])) for sh in _chunks(list(utts), world.shard_size)]
-    if world.executor == "ray" and not capture:
-        # the grid computes the missing units (one actor per GPU/worker); the loop below then only reads them
-        _evc_on_grid(world, shards, targets, specs, ivs, scope, table)
-    frames: list[list[pd.DataFrame]] = [[] for _ in specs]
-    for shard, shard_fp in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
-        sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
-        need_stats = capture and bool(_stats_missing(stats, sample_ids))
-        todo = _missing_generations(world, table, specs, shard_fp, regenerate=need_stats)
-        if todo:
-            firsts = [ks[0] for ks in todo.values()]
-            new = _evc_shard_frames(world, shard, targets, [{**specs[k][0], "shard": shard_fp} for k in firsts],
-                                    [ivs[k] for k in firsts], scope, stats, sample_ids)
-            for ks, df in zip(todo.values(), new):
-                cond = {**specs[ks[0]][0], "shard": shard_fp}
-                world.store.write(table, cond, df)
-                world.store.write_alias(table, _generation_key(specs[ks[0]][1], shard_fp), cond)
-                for k in ks[1:]:
-                    cond_k = {**specs[k][0], "shard": shard_fp}
-                    if not world.store.has(table, cond_k):  # a repeated condition is stored already
-                        world.store.copy_alias(table, _generation_key(specs[k][1], shard_fp), cond_k, _evc_row_column)
-        for k, (cond0, _) in enumerate(specs):
-            frames[k].append(_read_unit(world, table, {**cond0, "shard": shard_fp}))
-    return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
+    return run_conditions(world, _EVC(tuple(targets)), utts, conditions, capture=capture, scope=scope, table=table,
+                          desc=desc)
 
 
-def _intervention_fields(iv) -> dict:
-    """The condition fields that identify an intervention: mask (fingerprint of the indices), kind, alpha, positions.
-    A list of Interventions (applied in turn) gets one fingerprint over all of them and kind "composite"."""
-    from .intervention import Intervention
-
-    if iv is None:
-        return {"mask": "none", "kind": "none", "alpha": 0.0, "positions": "none"}
-    if isinstance(iv, Intervention):
-        return {"mask": mask_fingerprint(iv.index), "kind": iv.kind, "alpha": float(iv.alpha),
-                "positions": iv.positions}
-    if isinstance(iv, (list, tuple)) and iv and all(isinstance(x, Intervention) for x in iv):
-        return {"mask": fingerprint([[mask_fingerprint(x.index), x.kind, float(x.alpha), x.positions] for x in iv]),
-                "kind": "composite", "alpha": 0.0, "positions": "composite"}
-    raise TypeError(f"a condition's intervention must be None, an esnlib.Intervention or a list of them, got "
-                    f"{type(iv).__name__} (the row-wise batching of conditions is built here, from the conditions)")
-
-
-def _missing_generations(world: World, table: str, specs, shard_fp: str, regenerate: bool = False
-                         ) -> dict[str, list[int]]:
-    """The conditions of one shard that need generating, by generation key: key -> indices into ``specs`` (the first
-    is generated, the others get copies). A condition already stored, or one whose generations another stored unit
-    holds (then copied now), needs nothing; ``regenerate`` (statistics missing) makes every condition needed."""
-    todo: dict[str, list[int]] = {}
-    for k, (cond0, gen0) in enumerate(specs):
-        cond = {**cond0, "shard": shard_fp}
-        if regenerate or not (world.store.has(table, cond) or world.store.copy_alias(
-                table, _generation_key(gen0, shard_fp), cond, _evc_row_column)):
-            todo.setdefault(_generation_key(gen0, shard_fp), []).append(k)
-    return todo
-
-
-def _evc_condition(world: World, targets: Sequence[str], condition, intervention, scope: str) -> tuple[dict, dict]:
-    """(cond0, gen0): the unit condition without its shard, and the fields that determine the generations (not
-    which selector/r/c produced the mask), so identical generations are computed once."""
-    f = _intervention_fields(intervention)
-    cond0 = {**world.base_condition("evc", scope), "targets": ",".join(targets), "mask_emotion": "none",
-             "mask": f["mask"], "kind": f["kind"], "alpha": f["alpha"], **(dict(condition) if condition else {})}
-    gen0 = {k: cond0[k] for k in ("model", "corpus_fp", "judges", "naturalness_judge", "naturalness_per_shard",
-                                  "task", "targets")}
-    # from the intervention itself, whatever the condition fields say
-    gen0.update(mask=f["mask"], kind=f["kind"], alpha=f["alpha"], positions=f["positions"],
-                scope=scope if intervention is not None else "none")
-    return cond0, gen0
-
-
-def _generation_key(gen0: dict, shard_fp: str) -> str:
-    return fingerprint({**gen0, "shard": shard_fp}, 16)
-
-
-def _evc_shard_frames(world: World, shard: Sequence[Utterance], targets: Sequence[str], conds: Sequence[dict],
-                      interventions: Sequence, scope: str, stats=None,
-                      sample_ids: Sequence[str] | None = None) -> list[pd.DataFrame]:
-    """The EVC work of one shard under each condition: generate every (utterance, e_tgt), judge it, keep a few
-    waveforms; one frame per condition.
-
-    Several conditions go through one ``adapter.evc`` call with a RowwiseIntervention when ``world.rowwise``;
-    greedy rows do not depend on their batch neighbours, so the frames equal one call per condition. ``stats``: the
-    StatsStore to append the samples' activation statistics to (capture, one condition only), or None. Used
-    in-process and by Ray workers (:func:`_evc_group_work`), so both executors give identical rows.
-    """
-    capture = stats is not None
-    if sample_ids is None:
-        sample_ids = [f"{u.id}|{t}" for u in shard for t in targets]
-    src = [u for u in shard for _ in targets]
-    tgt = [t for _ in shard for t in targets]
-    if capture:
-        gens, st = world.adapter.evc(src, tgt, capture=True, intervention=interventions[0], scope=scope,
-                                     batch_size=world.batch_size)
-        _append_missing_stats(stats, st, sample_ids)
-        per_cond = [gens]
-    else:
-        per_cond = per_condition(lambda k, iv: world.adapter.evc(
-            src * k, tgt * k, intervention=iv, scope=scope, batch_size=world.batch_size), len(src), interventions,
-            world.rowwise)
-    return [_evc_rows(world, src, tgt, sample_ids, cond, gens) for cond, gens in zip(conds, per_cond)]
-
-
-def _evc_rows(world: World, src, tgt, sample_ids, cond: dict, gens) -> pd.DataFrame:
-    """Tidy rows of one (condition, shard): text, WER, speech tokens, judges, naturalness, kept waveforms."""
-    from .evaluation import sample_wer
-
-    rows = []
-    key = world.store.key(cond)
-    for j, (u, t, g) in enumerate(zip(src, tgt, gens)):
-        hyp = g.text or ""
-        speech = (g.extra or {}).get("speech_tokens")
-        prosody = (g.extra or {}).get("prosody")
-        rows.append({"utt_id": u.id, "sample_id": sample_ids[j], "speaker": u.speaker, "split": u.split,
-                     "target": t, "text": u.text, "hyp": hyp, "wer": float(sample_wer(u.text, hyp)),
-                     "speech_tokens": " ".join(map(str, speech)) if speech is not None else "",
-                     "prosody": json.dumps({k: round(float(v), 3) for k, v in prosody.items()}) if prosody else "",
-                     "audio_path": ""})
-    audios = [g.audio for g in gens]
-    # naturalness and kept waveforms (for listening in the notebooks): the first few utterances of each shard
-    n_keep = world.audio_per_shard * len(set(tgt))
-    _judge_rows(world, audios, rows, n_naturalness=world.naturalness_per_shard)
-    for j in range(min(n_keep, len(rows))):
-        if audios[j] is not None:
-            rows[j]["audio_path"] = str(world.store.write_audio(key, rows[j]["sample_id"], audios[j]))
-    return pd.DataFrame(rows)
-
-
-def _evc_group_work(world: World, group, targets: Sequence[str], scope: str) -> list[pd.DataFrame]:
-    """esnlib.grid work function: the EVC frames of a UnitGroup (one shard, its missing conditions; each member's
-    payload: {"utts", "intervention"})."""
-    shard = group.units[0].payload["utts"]
-    return _evc_shard_frames(world, shard, targets, [u.condition for u in group.units],
-                             [u.payload["intervention"] for u in group.units], scope)
-
-
-def _evc_on_grid(world: World, shards, targets, specs, ivs, scope: str, table: str) -> None:
-    """Compute the missing (condition, shard) units of an EVC run on the Ray executor (esnlib.grid): one UnitGroup
-    per shard (its missing conditions share generate calls when ``world.rowwise``, else one group per unit)."""
-    import functools
-
-    from .grid import Unit, UnitGroup, run_grid
-
-    groups, first_of = [], []
-    for sh, shard_fp in shards:
-        todo = []
-        for ks in _missing_generations(world, table, specs, shard_fp).values():
-            cond0, gen0 = specs[ks[0]]
-            cond = {**cond0, "shard": shard_fp}
-            todo.append(Unit(table, cond, payload={"utts": list(sh), "intervention": ivs[ks[0]]}))
-            first_of.append((gen0, shard_fp, cond))  # the copies for ks[1:] are made by the driver's loop
-        if todo:
-            groups += [UnitGroup(todo)] if world.rowwise else [UnitGroup([u]) for u in todo]
-    if not groups:
-        return
-    n_units = sum(len(g.units) for g in groups)
-    try:
-        run_grid(groups, functools.partial(_evc_group_work, targets=tuple(targets), scope=scope),
-                 functools.partial(_worker_world, world.spec), world.store, executor="ray",
-                 ray_address=world.ray_address, num_workers=world.num_workers, progress=world.progress,
-                 desc=f"EVC on Ray ({n_units} units in {len(groups)} groups)")
-    finally:  # also after a failed grid: the finished units serve their copies
-        for gen0, shard_fp, cond in first_of:
-            if world.store.has(table, cond):
-                world.store.write_alias(table, _generation_key(gen0, shard_fp), cond)
-
-
-_ROW_COLS = ("utt_id", "sample_id", "speaker", "split", "target", "text", "hyp", "wer", "speech_tokens", "prosody",
-             "audio_path",
-             "naturalness")
-
-
-def _evc_row_column(col: str) -> bool:
-    """The columns of a stored EVC unit that are its rows (the rest are its condition's fields)."""
-    return col in _ROW_COLS or col.startswith(("pred_", "match_", "post_"))
-
-
-# ------------------------------------------------------------------------------------------------------- baseline
 def baseline(world: World, split: str = TEST, n: int | None = None, targets: Sequence[str] = TARGET_EMOTIONS,
              capture: bool = False, scope: str = "lm") -> pd.DataFrame:
     """Unintervened EVC on the neutral utterances of ``split`` (Table 2). Shared by every notebook through the store.
@@ -323,7 +380,6 @@ def baseline(world: World, split: str = TEST, n: int | None = None, targets: Seq
                    desc=f"baseline {split}")
 
 
-# ------------------------------------------------------------------------------------------------------------ SER
 def run_ser(world: World, utts: Sequence[Utterance], condition: Mapping[str, Any] | None = None, intervention=None,
             capture: bool = False, scope: str = "lm", table: str = "ser", desc: str = "SER") -> pd.DataFrame:
     """Speech emotion recognition by the LALM itself (the SER paper's task), cached per shard.
@@ -340,42 +396,8 @@ def run_ser_conditions(world: World, utts: Sequence[Utterance], conditions: Sequ
                        capture: bool = False, scope: str = "lm", table: str = "ser",
                        desc: str = "SER") -> list[pd.DataFrame]:
     """SER of the same utterances under several ``(condition fields, intervention)``: one :func:`run_ser` frame per
-    condition; a shard's missing conditions share ``generate`` calls (row-wise edits) when ``world.rowwise``."""
-    if not conditions:
-        raise ValueError("run_ser_conditions needs at least one (condition, intervention) pair")
-    if capture and len(conditions) != 1:
-        raise ValueError("capture=True (identification) takes one condition: capture the baseline, not a sweep")
-    conds0 = []
-    for c, iv in conditions:
-        f = _intervention_fields(iv)
-        conds0.append({**world.base_condition("ser", scope), "mask_emotion": "none", "mask": f["mask"],
-                       "kind": f["kind"], "alpha": f["alpha"], **(dict(c) if c else {})})
-    ivs = [iv for _, iv in conditions]
-    stats = world.stats("ser", scope) if capture else None
-    frames: list[list[pd.DataFrame]] = [[] for _ in conditions]
-    shards = _chunks(list(utts), world.shard_size * 4)
-    for shard in tqdm(shards, desc=desc, disable=not world.progress or len(shards) < 2, leave=False):
-        ids = [u.id for u in shard]
-        conds = [{**c0, "shard": fingerprint(ids)} for c0 in conds0]
-        need_stats = capture and bool(_stats_missing(stats, ids))
-        todo = [k for k, c in enumerate(conds) if need_stats or not world.store.has(table, c)]
-        if capture and todo:
-            gens, st = world.adapter.ser(list(shard), capture=True, intervention=ivs[0], scope=scope,
-                                         batch_size=world.batch_size)
-            _append_missing_stats(stats, st, ids)
-            per_cond = [gens]
-        else:
-            per_cond = per_condition(lambda k, iv: world.adapter.ser(
-                list(shard) * k, intervention=iv, scope=scope, batch_size=world.batch_size), len(shard),
-                [ivs[k] for k in todo], world.rowwise)
-        for k, gens in zip(todo, per_cond):
-            rows = [{"utt_id": u.id, "sample_id": u.id, "speaker": u.speaker, "split": u.split, "emotion": u.emotion,
-                     "pred": g.label, "correct": bool(g.label == u.emotion), "answer": g.text or ""}
-                    for u, g in zip(shard, gens)]
-            world.store.write(table, conds[k], pd.DataFrame(rows))
-        for k, c in enumerate(conds):
-            frames[k].append(_read_unit(world, table, c))
-    return [pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames]
+    condition, in order (:func:`run_conditions`: row-wise batching, de-duplication, Ray)."""
+    return run_conditions(world, _SER(), utts, conditions, capture=capture, scope=scope, table=table, desc=desc)
 
 
 def ser_baseline(world: World, split: str = TEST, n: int | None = None, capture: bool = False,

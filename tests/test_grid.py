@@ -247,7 +247,7 @@ def test_ray_resource_errors(ray_cluster, tmp_path):
 @needs_ray
 def test_notebook_steps_on_ray_match_local(ray_cluster, tmp_path, tmp_path_factory):
     """experiments.load_world(executor="ray") — what a notebook's `executor` parameter switches — gives the same
-    baseline and intervened tables as the local executor (greedy decoding; audio paths aside)."""
+    baseline and intervened tables as the local executor (greedy decoding; audio paths aside), EVC and SER alike."""
     import esnlib.experiments as X
     from esnlib.corpora.synthetic import build_demo_corpus
 
@@ -264,7 +264,8 @@ def test_notebook_steps_on_ray_match_local(ray_cluster, tmp_path, tmp_path_facto
     for w in (local, remote):
         w.tables = [X.baseline(w, "TEST-SEEN", n=8),
                     X.run_evc(w, w.split("TEST-SEEN", 8), condition={"split": "TEST-SEEN"}, intervention=iv),
-                    *X.run_evc_conditions(w, w.split("TEST-SEEN", 8), sweep)]
+                    *X.run_evc_conditions(w, w.split("TEST-SEEN", 8), sweep),
+                    *X.run_ser_conditions(w, w.split("TEST-SEEN", 8, emotion=None), sweep)]  # the same driver
     for a, b in zip(local.tables, remote.tables):
         key = ["sample_id"]
         pd.testing.assert_frame_equal(a.drop(columns=drop).sort_values(key).reset_index(drop=True),

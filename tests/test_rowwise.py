@@ -108,3 +108,69 @@ def test_rowwise_errors_and_slicing():
         RowwiseIntervention([iv, "steer"])
     rw = RowwiseIntervention.repeat([None, iv], 3)
     assert len(rw) == 6 and len(rw[2:5]) == 3 and rw[3:4].rows[0] == (iv,) and rw[0:1].rows[0] == ()
+
+
+# ------------------------------------------------------------------ SER through the one driver (esnlib.runs)
+@pytest.fixture(scope="module")
+def ser_world(tmp_path_factory):
+    import esnlib.experiments as X
+    from esnlib.models.demo import DemoAdapter, DemoOmni
+    from test_experiments import CountingAdapter, shared_corpus
+
+    class Counting(CountingAdapter):
+        ser_calls = 0
+
+        def ser(self, utts, **kw):
+            self.ser_calls += 1
+            return super().ser(utts, **kw)
+
+    torch.manual_seed(0)
+    adapter = Counting(DemoAdapter(model=DemoOmni.tiny()))
+    # shard_size 2: SER shards of 8 utterances, so 10 utterances make a full and a partial shard
+    return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
+                        naturalness=None, results_dir=tmp_path_factory.mktemp("ser") / "results", shard_size=2,
+                        progress=False)
+
+
+def test_rowwise_ser_equals_one_call_per_condition(ser_world, tmp_path):
+    """SER conditions sharing generate calls (one RowwiseIntervention edit per row, batches cut across conditions)
+    store the same units with the same predictions as one call per condition; a condition whose generations another
+    holds (same mask, kind, α) is generated once and stored as a copy."""
+    import dataclasses
+
+    import pandas as pd
+
+    import esnlib.experiments as X
+    from esnlib.store import ResultStore
+
+    w0 = ser_world
+    n_lm = sum(s.width for s in w0.sites("lm"))
+    m1, m2 = np.arange(0, n_lm, 3), np.arange(1, n_lm, 3)
+    conditions = [({"mask_emotion": "none"}, None),
+                  ({"mask_emotion": "angry"}, Intervention(m1, "clamp", 20.0)),
+                  ({"mask_emotion": "sad"}, Intervention(m2, "clamp", 20.0)),
+                  ({"mask_emotion": "happy"}, Intervention(m1, "deactivate")),
+                  ({"mask_emotion": "surprise", "selector": "copy"}, Intervention(m1, "clamp", 20.0))]  # = angry's
+    utts = w0.split("TEST", 10, emotion=None)
+    got = {}
+    for rowwise in (True, False):
+        w = dataclasses.replace(w0, store=ResultStore(tmp_path / f"ser-{rowwise}"), rowwise=rowwise, batch_size=3)
+        calls, samples = w0.adapter.ser_calls, w0.adapter.ser_samples
+        frames = X.run_ser_conditions(w, utts, conditions)
+        got[rowwise] = (frames, w0.adapter.ser_calls - calls, w0.adapter.ser_samples - samples,
+                        sorted(p.name for p in (w.store.root / "ser").glob("*.parquet")))
+        again = X.run_ser_conditions(w, utts, conditions)  # cached: nothing generated
+        assert w0.adapter.ser_samples - samples == got[rowwise][2]
+        for a, b in zip(frames, again):
+            pd.testing.assert_frame_equal(a, b)
+    assert got[True][2] == got[False][2] == 4 * 10  # four distinct generations of 10 utterances
+    assert (got[True][1], got[False][1]) == (2, 8)  # one call per shard against one per distinct condition
+    assert got[True][3] == got[False][3] and len(got[True][3]) == 5 * 2  # the same units (keys)
+    for a, b in zip(got[True][0], got[False][0]):
+        pd.testing.assert_frame_equal(a, b)
+    angry, copy = got[True][0][1], got[True][0][4]
+    assert angry[["utt_id", "pred", "answer"]].equals(copy[["utt_id", "pred", "answer"]])
+    assert (copy["mask_emotion"] == "surprise").all() and (copy["selector"] == "copy").all()
+    # the conditions really differ, so a row given another row's edit would show
+    answers = [tuple(f["answer"]) for f in got[True][0][:4]]
+    assert len(set(answers)) > 1
