@@ -14,7 +14,7 @@ Configurations (``--quick`` runs fewer repeats and skips SmolLM2 and batch 64 of
   demo   the demo LALM (DemoOmni, EVC prompts, talker on) at its notebook batch size (64): capture of the thinker and
          a row-wise steer (half the rows steered on a random 1 % mask, alpha 1), as the notebooks run them
 
-    .venv/bin/python bench/bench_core.py [--quick] [--only ref,demo] [--repeats N] [--threads 1]
+    .venv/bin/python bench/bench_core.py [--quick] [--only ref,demo] [--batches 1,4] [--repeats N] [--threads 1]
 """
 from __future__ import annotations
 
@@ -204,6 +204,7 @@ def main():
     ap.add_argument("--only", default="ref,smollm,demo", help="comma list of ref, smollm, demo")
     ap.add_argument("--repeats", type=int, default=None, help="ABAB rounds per configuration (default 10, quick 4)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", default=None, help="reference-model batch sizes, comma list (default 1,4,64; quick 1,4)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "core.json"))
     a = ap.parse_args()
     only = set(a.only.split(","))
@@ -219,7 +220,8 @@ def main():
     t0 = time.perf_counter()
     with torch.no_grad():
         if "ref" in only:
-            results["ref"] = bench_ref((1, 4) if a.quick else (1, 4, 64), reps, KINDS)
+            batches = tuple(int(b) for b in a.batches.split(",")) if a.batches else (1, 4) if a.quick else (1, 4, 64)
+            results["ref"] = bench_ref(batches, reps, KINDS)
         if "smollm" in only:
             results["smollm"] = bench_smollm((1, 4), reps, KINDS[:1])
         if "demo" in only:
