@@ -225,7 +225,9 @@ def _alpha(v, p):
     if not _is_number(v) or not math.isfinite(v):
         raise _Bad(allowed)
     kind = p.get("kind", "steer")
-    if v < 0 and kind in ("steer", "add", "clamp"):
+    from .edits import EDIT_KINDS
+
+    if v < 0 and kind in EDIT_KINDS and EDIT_KINDS[kind].alpha_nonneg:
         raise _Bad(allowed, f"kind={kind!r} takes alpha >= 0 (paper §3.4); to silence neurons use kind='deactivate'")
 
 

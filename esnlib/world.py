@@ -18,6 +18,7 @@ import numpy as np
 
 from .constants import EMOTIONS, POOLED_SPLITS, SPLITS
 from .corpora.base import CorpusError, Utterance
+from .edits import EDIT_KINDS
 
 #: the paper's identification defaults (EVC paper, section 5.2): c = 50, r = 0.5 %, steering with α = 1.0
 PAPER_RATE = 0.005
@@ -36,8 +37,9 @@ CAPS = (10, 20, 50, 100)
 ALPHAS = (0.3, 0.5, 1.0, 2.0)
 #: the α sweep on the demo LALM: the paper's 0.5, 1 and 2 (its 0.3 left out to fit the CPU budget)
 DEMO_ALPHAS = (0.5, 1.0, 2.0)
-#: method-specific strengths for Figure 6 (the paper picks α per kind to keep strength roughly comparable)
-KIND_ALPHAS = {"steer": 1.0, "add": 0.5, "clamp": 0.5, "deactivate": 0.0}
+#: method-specific strengths for Figure 6 (the paper picks α per kind to keep strength roughly comparable): each kind's
+#: default α in the edit-kind table (steer 1.0, add 0.5, clamp 0.5, deactivate 0.0)
+KIND_ALPHAS = {name: k.default_alpha for name, k in EDIT_KINDS.items()}
 SELECTORS = ("LAP", "LAPE", "MAD", "CAS", "random")
 MAX_WER = 0.15
 
