@@ -26,7 +26,6 @@ ap.add_argument("--rank", type=int, default=8)
 ap.add_argument("--lo", type=int, default=20)
 ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--lam", type=float, default=0.5)
-ap.add_argument("--reset-talker", action="store_true")
 ap.add_argument("--degrees", action="store_true")
 ap.add_argument("--out", required=True)
 ap.add_argument("--cache", default="/tmp", help="folder for the cached layer states (~0.5-1.5 GB)")
@@ -95,11 +94,7 @@ for i in range(LO, len(layers)):
     mlp = layers[i].mlp
     mlp.gate_proj = LoRA(mlp.gate_proj, a.rank); mlp.up_proj = LoRA(mlp.up_proj, a.rank)
     loras += [mlp.gate_proj, mlp.up_proj]
-if a.reset_talker:
-    for mod in (m.talker_proj, m.talker, m.prosody_head):
-        for p in mod.parameters():
-            if p.dim() > 1: nn.init.normal_(p, std=0.02)
-            else: nn.init.zeros_(p) if "norm" not in "" else None
+
 
 def thinker_top(h, am):
     B, L, _ = h.shape

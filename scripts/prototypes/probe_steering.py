@@ -24,8 +24,7 @@ if path != "committed":
 m.eval()
 ad = DemoAdapter(m)
 world = X.load_world(corpus_root=CORPUS, results_dir=f"{path}/res" if path != "committed" else "/tmp/probe_committed",
-                     naturalness=None, build_corpus=False, progress=False, judges="prosody")
-world.adapter = ad
+                     naturalness=None, build_corpus=False, progress=False, judges="prosody", adapter=ad)
 t0 = time.time()
 masks = {}
 for r in rates:
