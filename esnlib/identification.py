@@ -23,7 +23,9 @@ class MaskSet:
     """ESN masks per e_mask plus how they were identified.
 
     masks: e_mask -> sorted flat indices over ``world.sites(scope)``; n_success: |S_e| after the cap c;
-    n_success_all: |S_e| before the cap; P: activation probabilities (E, N) in ``emotions`` order.
+    n_success_all: |S_e| before the cap; P: activation probabilities (E, N) in ``emotions`` order; scores: for ATTR,
+    the attribution scores (E, N) the masks are the top of (None for the activation selectors, whose ranking is
+    ``selection.selector_scores(P, ...)``).
     """
 
     masks: dict[str, np.ndarray]
@@ -38,6 +40,7 @@ class MaskSet:
     P: np.ndarray | None = field(default=None, repr=False)
     emotions: tuple[str, ...] = ()
     source: str = ""
+    scores: np.ndarray | None = field(default=None, repr=False)  # ATTR: the (E, N) ranking behind the masks
 
     def condition(self) -> dict:
         return {"selector": self.selector, "rate": float(self.rate), "cap": int(self.cap) if self.cap else 0,
@@ -96,11 +99,20 @@ def identify(
     """Stages 1-3: identification baseline with capture -> success filter -> cap c -> P -> selector masks.
 
     The identification generations are made once (cached with their statistics); every (selector, r, c, judge)
-    re-aggregates the stored per-sample statistics, never regenerating.
+    re-aggregates the stored per-sample statistics, never regenerating. ``selector="ATTR"`` (not one of the paper's)
+    ranks by activation x gradient of the model's emotion read-out over the same success sets
+    (:mod:`esnlib.attribution`; the demo LALM only).
     """
+    from .attribution import ATTR, attribution_scores, check_supported, is_attr, select_top
     from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
 
-    check_method(selector, "identify"), check_rate(rate, "identify")  # before generating anything
+    attr = is_attr(selector)
+    if attr:
+        selector = ATTR
+        check_supported(world)
+    else:
+        check_method(selector, "identify")
+    check_rate(rate, "identify")  # before generating anything
     if human is not None:
         _check_human(world, human, n, targets)
     rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
@@ -110,12 +122,18 @@ def identify(
     all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=list(targets), allow_empty=True)
     groups = _nonempty_groups(all_sets, cap, "EVC identification")
     P, emos = probabilities_from_store(store, groups)
-    masks = select(P, selector, rate, seed=seed, emotions=emos)
+    A = None
+    if attr:
+        A, emos_a = attribution_scores(world, groups, rows, scope)
+        assert list(emos_a) == list(emos), (emos_a, emos)
+        masks = select_top(A, rate)
+    else:
+        masks = select(P, selector, rate, seed=seed, emotions=emos)
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap,
                    filter_judge="human" if human is not None else judge, scope=scope, seed=seed,
                    n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
-                   source=world.corpus)
+                   source=world.corpus, scores=A)
 
 
 def _check_human(world: World, human: pd.DataFrame, n: int | None, targets: Sequence[str]) -> None:

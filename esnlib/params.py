@@ -181,12 +181,15 @@ def _corpus(v, p):
 
 
 def _selector(v, p):
+    from .attribution import is_attr
     from .selection import METHODS, check_method
 
+    if is_attr(v):
+        return  # the gradient selector (esnlib.attribution); identify says so if the model has no gradients
     try:
         check_method(v)
     except ValueError:
-        raise _Bad(f"one of {list(METHODS)} (any case)") from None
+        raise _Bad(f"one of {list(METHODS)} or ATTR (any case)") from None
 
 
 def _rate(v, p):
@@ -229,6 +232,11 @@ def _alpha(v, p):
 
     if v < 0 and kind in EDIT_KINDS and EDIT_KINDS[kind].alpha_nonneg:
         raise _Bad(allowed, f"kind={kind!r} takes alpha >= 0 (paper §3.4); to silence neurons use kind='deactivate'")
+
+
+def _attr_alpha(v, p):
+    if not _is_number(v) or not math.isfinite(v) or v <= 0:
+        raise _Bad("a finite number > 0 (ATTR's steering strength in notebook 09)")
 
 
 def _device(v, p):
@@ -288,6 +296,7 @@ RULES: dict[str, Callable[[Any, Mapping], None]] = {
     "c": _cap,
     "max_wer": _max_wer,
     "alpha": _alpha,
+    "attr_alpha": _attr_alpha,
     "kind": _kind,
     "n_id": _int(1, "the whole IDENTIFICATION split"),
     "n_eval": _int(1, "the mode's default"),

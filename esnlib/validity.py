@@ -75,14 +75,16 @@ def causal_effects(world: World, candidates: Sequence[int], targets: Sequence[st
 
 
 def selector_validity(P: np.ndarray, emotions: Sequence[str], causal: pd.DataFrame, rate: float = DEMO_RATE,
-                      selectors: Sequence[str] = SELECTORS, seed: int = 0) -> pd.DataFrame:
+                      selectors: Sequence[str] = SELECTORS, seed: int = 0,
+                      extra: Mapping[str, tuple[np.ndarray, Sequence[np.ndarray]]] | None = None) -> pd.DataFrame:
     """Precision@N_sel and Spearman ρ of each selector's ranking against the measured causal effects.
 
     Over the candidate neurons of ``causal``: the causal top set of e = the N_sel candidates with the largest effect
     on e (N_sel = the selector's own mask size for e, capped by the number of candidates); precision@N_sel = share
     of the selector's mask (restricted to candidates) inside it, ties split evenly; ``chance`` = the precision of a
     random pick; ρ = Spearman correlation between the selector's score and the effect over all candidates (-inf
-    scores tie at the bottom; NaN when either side is constant).
+    scores tie at the bottom; NaN when either side is constant). ``extra``: rankings that do not come from P,
+    name -> (scores (E, N), masks per emotion), e.g. ``{"ATTR": (ms.scores, [ms.masks[e] for e in emotions])}``.
     """
     from scipy.stats import spearmanr
 
@@ -90,9 +92,9 @@ def selector_validity(P: np.ndarray, emotions: Sequence[str], causal: pd.DataFra
 
     cand = np.array(sorted(causal["neuron"].unique()), dtype=np.int64)
     recs = []
-    for sel in selectors:
-        scores = selector_scores(P, sel, rate, seed)
-        masks = select(P, sel, rate, seed=seed)
+    rankings = [(sel, selector_scores(P, sel, rate, seed), select(P, sel, rate, seed=seed)) for sel in selectors]
+    rankings += [(name, np.asarray(sc, dtype=np.float64), list(ms)) for name, (sc, ms) in (extra or {}).items()]
+    for sel, scores, masks in rankings:
         for e_i, e in enumerate(emotions):
             eff = causal[causal["e_tgt"] == e].set_index("neuron")["effect"].reindex(cand).to_numpy()
             sc = scores[e_i, cand]
@@ -122,12 +124,16 @@ def _precision_with_ties(eff: np.ndarray, in_mask: np.ndarray) -> float:
 
 
 def candidate_neurons(P: np.ndarray, rate: float = DEMO_RATE, selectors: Sequence[str] = SELECTORS,
-                      n_random: int = 0, seed: int = 0, per_emotion: int | None = None) -> np.ndarray:
+                      n_random: int = 0, seed: int = 0, per_emotion: int | None = None,
+                      extra_scores: Sequence[np.ndarray] = ()) -> np.ndarray:
     """The union of every selector's masks (optionally only the ``per_emotion`` top-scored of each) plus
-    ``n_random`` uniformly drawn neurons, so the candidate pool is not made only of selector picks."""
-    from .selection import select
+    ``n_random`` uniformly drawn neurons, so the candidate pool is not made only of selector picks.
+    ``extra_scores``: (E, N) rankings not computed from P (ATTR's scores); their ``per_emotion`` top join the pool."""
+    from .selection import _top, n_selected, select
 
     picks = []
+    for sc in extra_scores:
+        picks += [_top(np.asarray(row, dtype=np.float64), per_emotion or n_selected(rate, len(row))) for row in sc]
     for sel in selectors:
         if sel == "random":
             continue

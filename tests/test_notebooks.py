@@ -22,7 +22,7 @@ EXPECTED = {
     "06_localization": ["layer_counts", "talker_summary"],
     "07_generalization": ["seen_unseen", "transfer"],
     "08_recognition": ["effects", "label_free", "transfer"],
-    "09_selector_validity": ["validity", "causal_effects"],
+    "09_selector_validity": ["validity", "causal_effects", "attr_steering"],
     "10_listening_test": ["fig8_SIMULATED"],
 }
 TABLES = {"01_baseline": ["table2"], "02_selectors": ["table3"], "05_intervention": ["table4"],

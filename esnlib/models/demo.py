@@ -611,6 +611,56 @@ class DemoAdapter(ModelAdapter):
                                        extra={}))
         return self._finish(gens, parts, capture)
 
+    def attribution(self, utts, targets, *, scope: str = "lm") -> np.ndarray:
+        """Per sample, sum over positions of activation x gradient of the talker's emotion score along its target's
+        profile (``esnlib.validity.emotion_score``), for every neuron of ``self.sites(scope)``: (n, N) float32.
+
+        The answer is the greedy one :meth:`evc` generates; the gradient pass re-runs prompt + answer in one forward
+        (no padding, one sample at a time) and reads the talker where :meth:`DemoOmni.talker_inputs` does. Only the
+        activations get gradients; the weights are left untouched (no ``.grad`` is written)."""
+        from ..sites import unwrap
+
+        utts, targets = list(utts), list(targets)
+        if len(utts) != len(targets):
+            raise ValueError(f"attribution needs one target per utterance: {len(utts)} utterances, {len(targets)} "
+                             "targets")
+        bad = sorted({t for t in targets if t not in tts.PROFILES or t == "neutral"})
+        if bad:
+            raise ValueError(f"attribution: target(s) {bad} have no emotion profile to read along; use one of "
+                             f"{[e for e in EMOTIONS if e != 'neutral']}")
+        m = self.model
+        sites = self.sites(scope)
+        root = unwrap(m)
+        mods = [s.module if s.module is not None else root.get_submodule(s.path) for s in sites]
+        out = np.zeros((len(utts), sum(s.width for s in sites)), dtype=np.float32)
+        stop = torch.tensor(m.stop_ids, device=self.device)
+        for k, (u, t) in enumerate(zip(utts, targets)):
+            inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "evc", [t], [u.text]).items()}
+            with torch.no_grad():
+                gen = m.generate(**inp, return_audio=False).sequences[0]
+            is_stop = torch.isin(gen, stop)
+            fed = gen[: int(is_stop.nonzero()[0, 0]) if bool(is_stop.any()) else len(gen)]
+            acts: list[torch.Tensor] = []
+            hooks = [mod.register_forward_hook(lambda _m, _i, o: acts.append(o)) for mod in mods]
+            try:
+                with torch.enable_grad():
+                    emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
+                    x = torch.cat([emb, m.thinker.get_input_embeddings()(fed[None])], 1).detach().requires_grad_(True)
+                    states = m.thinker.model(inputs_embeds=x).last_hidden_state
+                    valid = torch.zeros(states.shape[:2], dtype=torch.bool, device=states.device)
+                    valid[0, inp["input_ids"].shape[1] - 1:] = True  # last prompt position + every fed answer token
+                    d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=states.dtype, device=states.device)
+                    score = m.talker_forward(states, valid)[0] @ d / (d @ d)
+                    if len(acts) != len(mods):
+                        raise RuntimeError(f"attribution: {len(acts)} activations recorded for {len(mods)} sites")
+                    grads = torch.autograd.grad(score, acts)
+            finally:
+                for h in hooks:
+                    h.remove()
+            for s, a, g in zip(sites, acts, grads):
+                out[k, s.offset: s.offset + s.width] = (a * g).sum(dim=(0, 1)).detach().float().cpu().numpy()
+        return out
+
     @staticmethod
     def _finish(gens, parts, capture):
         if not capture:

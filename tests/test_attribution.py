@@ -1,0 +1,96 @@
+"""ATTR (esnlib.attribution): activation x gradient of the demo talker's emotion score, on a tiny random DemoOmni.
+
+The score is checked against what it claims to be (the first-order effect of steering a mask), the selector path
+against the stored scores, and a model without gradients against its error."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import esnlib.experiments as X
+from esnlib import Intervention
+from esnlib.constants import TARGET_EMOTIONS
+from esnlib.validity import emotion_score
+from test_experiments import CountingAdapter, _utts, _world, shared_corpus
+
+
+class GradAdapter(CountingAdapter):
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.attr_samples = 0
+
+    def attribution(self, utts, targets, **kw):
+        self.attr_samples += len(utts)
+        return self.inner.attribution(utts, targets, **kw)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from esnlib.models.demo import DemoAdapter, DemoOmni
+
+    torch.manual_seed(0)
+    adapter = GradAdapter(DemoAdapter(model=DemoOmni.tiny()))
+    return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
+                        naturalness=None, results_dir=tmp_path_factory.mktemp("attr") / "results", shard_size=4,
+                        progress=False)
+
+
+def _score(adapter, utt, target, iv=None, scope="lm"):
+    g = adapter.evc([utt], [target], intervention=iv, scope=scope, batch_size=1)[0]
+    return emotion_score(g.extra["prosody"], target), g.text
+
+
+@pytest.mark.parametrize("scope", ["lm", "talker"])
+def test_attribution_is_the_first_order_effect_of_steering(world, scope):
+    ad = world.adapter.inner
+    utt = world.split("DEVELOPMENT", 1)[0]
+    for target in ("angry", "sad"):
+        a = ad.attribution([utt], [target], scope=scope)[0]
+        assert a.shape == (sum(s.width for s in ad.sites(scope)),) and np.isfinite(a).all() and a.any()
+        base, text = _score(ad, utt, target)
+        for top, mask in ((True, np.argsort(-a)[:8]), (True, np.argsort(a)[:8]), (False, np.arange(0, len(a), 7))):
+            mask = np.sort(mask).astype(np.int64)
+            alpha = 0.05  # small: the check is of the first-order term
+            got, t2 = _score(ad, utt, target, Intervention(index=mask, kind="steer", alpha=alpha), scope)
+            assert t2 == text  # the step keeps the greedy answer, so the talker reads the same positions
+            want = alpha * float(a[mask].sum())
+            if top:  # the top and bottom of the ranking move the score well above float32 noise (~1e-8 here)
+                assert abs(want) > 1e-7, (scope, target, want)
+            assert abs((got - base) - want) <= 0.05 * abs(want) + 2e-8, (scope, target, got - base, want)
+    assert not any(p.grad is not None for p in ad.model.parameters())  # only activations got gradients
+
+
+def test_identify_attr_selects_the_top_scores_and_reuses_them(world):
+    human = pd.DataFrame([{"utt_id": u.id, "target": t, "human_success": True}
+                          for u in world.split("IDENTIFICATION", 4) for t in TARGET_EMOTIONS])
+    m = X.identify(world, "attr", rate=0.05, cap=3, n=4, human=human, max_wer=100.0)
+    assert m.selector == "ATTR" and m.n_success == {e: 3 for e in TARGET_EMOTIONS}
+    assert world.adapter.attr_samples == 4 * 3
+    n_lm = sum(s.width for s in world.sites("lm"))
+    for e, idx in m.masks.items():
+        score = world.store.read("attribution", emotion=e)["score"].to_numpy()
+        assert len(score) == n_lm and len(idx) == int(0.05 * n_lm)
+        assert score[idx].min() >= np.sort(score)[-len(idx)]  # the mask is the top of the stored ranking
+    again = X.identify(world, "ATTR", rate=0.02, cap=3, n=4, human=human, max_wer=100.0)
+    assert world.adapter.attr_samples == 4 * 3  # read from the store, not recomputed
+    assert all(set(again.masks[e]) <= set(m.masks[e]) for e in m.masks)  # a smaller r keeps the top of the same ranking
+    rows = X.evaluate_masks(world, m, kind="steer", alpha=0.5, n=2)
+    assert len(rows) == 2 * 4 * 4 and set(rows["selector"]) == {"ATTR"}
+
+
+class _NoGradients:
+    """A model adapter without ``attribution``, that must not generate."""
+
+    name, has_talker = "no-gradients", False
+
+    def __getattr__(self, name):
+        if name == "attribution":
+            raise AttributeError(name)
+        raise AssertionError(f"the model was used ({name}) before the bad input was reported")
+
+
+def test_attr_on_a_model_without_gradients_is_an_error_before_generating(tmp_path):
+    w = _world(_utts(), tmp_path)
+    w.adapter = _NoGradients()
+    with pytest.raises(ValueError, match="ATTR needs gradients.*'no-gradients'.*paper's selectors"):
+        X.identify(w, "ATTR", rate=0.05, cap=3, n=4)
