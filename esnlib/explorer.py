@@ -70,6 +70,7 @@ class Settings:
     def check(self) -> "Settings":
         """These settings (resolved) with the selector's canonical name, or a ValueError naming the field and the
         fix; called before anything is loaded or generated."""
+        from .attribution import ATTR, is_attr
         from .intervention import KINDS, _check_kind_alpha
         from .selection import check_method, check_rate
 
@@ -79,7 +80,7 @@ class Settings:
         if s.split not in EVAL_SPLITS:
             raise ValueError(f"split {s.split!r}: evaluate on one of {EVAL_SPLITS} (the masks are identified on "
                              "IDENTIFICATION, so evaluating there would reuse the identification sources)")
-        selector = check_method(s.selector, "explorer selector")
+        selector = ATTR if is_attr(s.selector) else check_method(s.selector, "explorer selector")
         if s.e_mask not in TARGET_EMOTIONS:
             raise ValueError(f"e_mask {s.e_mask!r}: pick one of {TARGET_EMOTIONS}")
         check_rate(s.r, "explorer")
@@ -112,7 +113,14 @@ class _Watched:
         self._inner, self.allow, self.samples = inner, allow, 0
 
     def __getattr__(self, name):
-        return getattr(self._inner, name)
+        found = getattr(self._inner, name)
+        if name == "attribution":  # ATTR's gradient passes generate too: counted, or refused while probing
+            def watched(utts, targets, **kw):
+                utts = list(utts)
+                self._count(len(utts))
+                return found(utts, targets, **kw)
+            return watched
+        return found
 
     def _count(self, n: int):
         if not self.allow:
@@ -434,7 +442,7 @@ class ExplorerUI:
         self.controls = {
             "model": W.Dropdown(options=models, value=s.model, description="model", style=wide),
             "split": W.Dropdown(options=EVAL_SPLITS, value=s.split, description="split", style=wide),
-            "selector": W.Dropdown(options=X.SELECTORS, value=s.selector, description="selector", style=wide),
+            "selector": W.Dropdown(options=X.SELECTORS + ("ATTR",), value=s.selector, description="selector", style=wide),
             "e_mask": W.Dropdown(options=TARGET_EMOTIONS, value=s.e_mask, description="e_mask", style=wide),
             "r": W.BoundedFloatText(value=s.r, min=1e-6, max=0.999, step=0.001, description="r", style=wide),
             "c": W.BoundedIntText(value=s.c or 0, min=0, max=10 ** 6, description="c (0: none)", style=wide),

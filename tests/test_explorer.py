@@ -108,6 +108,19 @@ def test_generates_once_then_reads_and_agrees_with_the_library(tiny):
     np.testing.assert_array_equal(first.maskset.masks["sad"], ms.masks["sad"])
 
 
+def test_attr_is_a_selector_of_the_explorer(tiny):
+    """ATTR (esnlib.attribution) runs from the explorer like the paper's selectors; probing what is stored computes no
+    gradient (its gradient passes count as generation), and a second run reads everything."""
+    ex = explorer(tiny)
+    s = Settings(model="tiny", selector="attr", e_mask="angry", r=0.05, c=3, kind="steer", alpha=0.05, n=2, n_cross=1)
+    assert s.resolved().check().selector == "ATTR"
+    assert "identification" in ex.missing(s)  # the probe refused the gradient pass instead of running it
+    first = ex.run(s)
+    assert not first.cached and first.generated >= 4 * 3  # 3 successes x 4 emotions of gradient passes at least
+    assert first.maskset.selector == "ATTR" and first.maskset.scores is not None
+    assert ex.missing(s) == [] and ex.run(s).generated == 0
+
+
 def test_reads_units_the_notebooks_stored(tiny):
     """A condition the notebooks' calls already evaluated (all e_mask of a mask set at once) is read, not
     generated: the explorer's conditions have the same keys."""
