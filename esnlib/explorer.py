@@ -442,7 +442,8 @@ class ExplorerUI:
         self.controls = {
             "model": W.Dropdown(options=models, value=s.model, description="model", style=wide),
             "split": W.Dropdown(options=EVAL_SPLITS, value=s.split, description="split", style=wide),
-            "selector": W.Dropdown(options=X.SELECTORS + ("ATTR",), value=s.selector, description="selector", style=wide),
+            "selector": W.Dropdown(options=X.SELECTORS + ("ATTR",), value=s.selector, description="selector",
+                                   style=wide),
             "e_mask": W.Dropdown(options=TARGET_EMOTIONS, value=s.e_mask, description="e_mask", style=wide),
             "r": W.BoundedFloatText(value=s.r, min=1e-6, max=0.999, step=0.001, description="r", style=wide),
             "c": W.BoundedIntText(value=s.c or 0, min=0, max=10 ** 6, description="c (0: none)", style=wide),

@@ -94,3 +94,26 @@ def test_attr_on_a_model_without_gradients_is_an_error_before_generating(tmp_pat
     w.adapter = _NoGradients()
     with pytest.raises(ValueError, match="ATTR needs gradients.*'no-gradients'.*paper's selectors"):
         X.identify(w, "ATTR", rate=0.05, cap=3, n=4)
+
+
+def test_selector_validity_and_candidates_take_a_ranking_from_outside_P():
+    """notebook 09 puts ATTR next to the activation selectors: a ranking equal to the causal effects is perfect, its
+    negation is the worst, and its top picks join the candidate pool."""
+    from esnlib.selection import _top
+
+    rng = np.random.default_rng(2)
+    P = rng.uniform(0.05, 0.95, size=(4, 300))
+    A = rng.normal(size=(4, 300))
+    emos = list(TARGET_EMOTIONS)
+    causal = pd.DataFrame([{"neuron": n, "e_tgt": e, "effect": A[i, n]} for i, e in enumerate(emos)
+                           for n in range(300)])
+    masks = [_top(row, 15) for row in A]
+    val = X.selector_validity(P, emos, causal, rate=0.05, selectors=("LAP",),
+                              extra={"ATTR": (A, masks), "anti": (-A, [_top(-row, 15) for row in A])})
+    attr, anti = val[val.selector == "ATTR"], val[val.selector == "anti"]
+    assert (attr["precision"] == 1.0).all() and (attr["spearman"] > 0.99).all()
+    assert (anti["precision"] == 0.0).all() and (anti["spearman"] < -0.99).all()
+    base = set(X.candidate_neurons(P, rate=0.05, selectors=("LAP",), per_emotion=3).tolist())
+    cand = set(X.candidate_neurons(P, rate=0.05, selectors=("LAP",), per_emotion=3, extra_scores=[A]).tolist())
+    picks = {int(i) for row in A for i in _top(row, 3)}
+    assert picks - base and cand == base | picks
