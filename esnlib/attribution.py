@@ -43,22 +43,21 @@ def check_supported(world: World, where: str = "identify") -> None:
 
 
 def attribution_scores(world: World, groups: dict[str, Sequence], rows: pd.DataFrame,
-                       scope: str = "lm") -> tuple[np.ndarray, list[str]]:
+                       scope: str = "lm", task: str = "evc") -> tuple[np.ndarray, list[str]]:
     """ATTR scores (E, N) over ``world.sites(scope)``, one row per emotion of ``groups`` (e -> sample ids of the
-    capped success set), from the identification ``rows`` (sample_id, utt_id, target).
+    capped success set), from the identification ``rows`` (sample_id, utt_id, target). ``task`` "ser": the read-out
+    is the log-probability of the true emotion's label word (the SER success sets).
 
     Each emotion's row is one unit of the store (table "attribution"), keyed by the model, the corpus, the scope and
     the success set's ids: re-running, or another r, reads it instead of recomputing."""
     check_supported(world, "attribution_scores")
     by_id = rows.drop_duplicates("sample_id").set_index("sample_id")
-    utts = {}
-    for u in world.split("IDENTIFICATION", emotion=None):
-        utts[u.id] = u
+    utts = {u.id: u for u in world.utts}
     n = sum(s.width for s in world.sites(scope))
     out, emos = [], []
     for e, ids in groups.items():
         ids = list(ids)
-        cond = {**world.base_condition("evc-attribution", scope), "emotion": e,
+        cond = {**world.base_condition(f"{task}-attribution", scope), "emotion": e,
                 "samples": fingerprint(sorted(str(i) for i in ids)), "n_samples": len(ids)}
         if world.store.has("attribution", cond):
             score = world.store.read_unit("attribution", cond)["score"].to_numpy(dtype=np.float64)
@@ -72,7 +71,8 @@ def attribution_scores(world: World, groups: dict[str, Sequence], rows: pd.DataF
             step = max(1, int(world.batch_size))
             for k in tqdm(range(0, len(ids), step), desc=f"ATTR gradients {e}", disable=not world.progress,
                           leave=False):
-                a = world.adapter.attribution(src[k:k + step], tgt[k:k + step], scope=scope)
+                kw = {"task": task} if task != "evc" else {}
+                a = world.adapter.attribution(src[k:k + step], tgt[k:k + step], scope=scope, **kw)
                 total += np.asarray(a, dtype=np.float64).sum(axis=0)
             score = total / max(1, len(ids))
             world.store.write("attribution", cond, pd.DataFrame({"score": score.astype(np.float32)}))

@@ -228,9 +228,16 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
                  scope: str = "lm", seed: int = 0, n: int | None = None, split: str = "IDENTIFICATION") -> MaskSet:
     """SER-side identification: success = the LALM recognizes the true emotion; S_e = correctly recognized
     utterances of emotion e (capped at c); P over the LALM's labels; masks per emotion."""
+    from .attribution import ATTR, attribution_scores, check_supported, is_attr, select_top
     from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
 
-    check_method(selector, "identify_ser"), check_rate(rate, "identify_ser")  # before generating anything
+    attr = is_attr(selector)
+    if attr:
+        selector = ATTR
+        check_supported(world, "identify_ser")
+    else:
+        check_method(selector, "identify_ser")
+    check_rate(rate, "identify_ser")  # before generating anything
     rows, store = _identification_rows(world, "ser", scope, lambda sc: ser_baseline(
         world, split, n=n, capture=True, scope=sc))
     rows = rows.assign(target=rows["emotion"], success=rows["correct"])
@@ -238,8 +245,9 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
     all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=labels, allow_empty=True)
     groups = _nonempty_groups(all_sets, cap, "SER identification")
     P, emos = probabilities_from_store(store, groups)
-    masks = select(P, selector, rate, seed=seed, emotions=emos)
+    A = attribution_scores(world, groups, rows, scope, task="ser")[0] if attr else None
+    masks = select_top(A, rate) if attr else select(P, selector, rate, seed=seed, emotions=emos)
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap, filter_judge="self-ser",
                    scope=scope, seed=seed, n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
-                   source=world.corpus)
+                   source=world.corpus, scores=A)

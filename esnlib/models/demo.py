@@ -508,6 +508,23 @@ def _load_audio(path: str) -> np.ndarray:
     return load_wav(path)
 
 
+def _grad_x_act(sites, score_fn) -> np.ndarray:
+    """Sum over batch and positions of activation x d score / d activation at every neuron of ``sites``, for the
+    scalar ``score_fn()`` computes (with gradients on, weights untouched: only the activations are differentiated)."""
+    acts: list[torch.Tensor] = []
+    hooks = [s.module.register_forward_hook(lambda _m, _i, o: acts.append(o)) for s in sites]
+    try:
+        with torch.enable_grad():
+            score = score_fn()
+            if len(acts) != len(sites):
+                raise RuntimeError(f"attribution: {len(acts)} activations recorded for {len(sites)} sites")
+            grads = torch.autograd.grad(score, acts)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat([(a * g).sum(dim=(0, 1)).detach().float().cpu() for a, g in zip(acts, grads)]).numpy()
+
+
 class DemoAdapter(ModelAdapter):
     """The demo LALM on the ModelAdapter interface (generation through ``esnlib.capture`` / ``esnlib.generate``)."""
 
@@ -611,27 +628,28 @@ class DemoAdapter(ModelAdapter):
                                        extra={}))
         return self._finish(gens, parts, capture)
 
-    def attribution(self, utts, targets, *, scope: str = "lm") -> np.ndarray:
-        """Per sample, sum over positions of activation x gradient of the talker's emotion score along its target's
-        profile (``esnlib.validity.emotion_score``), for every neuron of ``self.sites(scope)``: (n, N) float32.
+    def attribution(self, utts, targets, *, scope: str = "lm", task: str = "evc") -> np.ndarray:
+        """Per sample, sum over positions of activation x gradient of the model's read-out of ``target``, for every
+        neuron of ``self.sites(scope)``: (n, N) float32. EVC: the talker's emotion score along the target's profile
+        (``esnlib.validity.emotion_score``); SER: the log-probability of the target's label word.
 
-        The answer is the greedy one :meth:`evc` generates; the gradient pass re-runs prompt + answer in one forward
+        EVC's answer is the greedy one :meth:`evc` generates; the gradient pass re-runs prompt + answer in one forward
         (no padding, one sample at a time) and reads the talker where :meth:`DemoOmni.talker_inputs` does. Only the
         activations get gradients; the weights are left untouched (no ``.grad`` is written)."""
-        from ..sites import unwrap
-
         utts, targets = list(utts), list(targets)
         if len(utts) != len(targets):
             raise ValueError(f"attribution needs one target per utterance: {len(utts)} utterances, {len(targets)} "
                              "targets")
+        if task not in ("evc", "ser"):
+            raise ValueError(f"attribution: unknown task {task!r}; expected 'evc' or 'ser'")
+        if task == "ser":
+            return self._ser_attribution(utts, targets, scope)
         bad = sorted({t for t in targets if t not in tts.PROFILES or t == "neutral"})
         if bad:
             raise ValueError(f"attribution: target(s) {bad} have no emotion profile to read along; use one of "
                              f"{[e for e in EMOTIONS if e != 'neutral']}")
         m = self.model
         sites = self.sites(scope)
-        root = unwrap(m)
-        mods = [s.module if s.module is not None else root.get_submodule(s.path) for s in sites]
         out = np.zeros((len(utts), sum(s.width for s in sites)), dtype=np.float32)
         stop = torch.tensor(m.stop_ids, device=self.device)
         for k, (u, t) in enumerate(zip(utts, targets)):
@@ -640,25 +658,38 @@ class DemoAdapter(ModelAdapter):
                 gen = m.generate(**inp, return_audio=False).sequences[0]
             is_stop = torch.isin(gen, stop)
             fed = gen[: int(is_stop.nonzero()[0, 0]) if bool(is_stop.any()) else len(gen)]
-            acts: list[torch.Tensor] = []
-            hooks = [mod.register_forward_hook(lambda _m, _i, o: acts.append(o)) for mod in mods]
-            try:
-                with torch.enable_grad():
-                    emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
-                    x = torch.cat([emb, m.thinker.get_input_embeddings()(fed[None])], 1).detach().requires_grad_(True)
-                    states = m.thinker.model(inputs_embeds=x).last_hidden_state
-                    valid = torch.zeros(states.shape[:2], dtype=torch.bool, device=states.device)
-                    valid[0, inp["input_ids"].shape[1] - 1:] = True  # last prompt position + every fed answer token
-                    d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=states.dtype, device=states.device)
-                    score = m.talker_forward(states, valid)[0] @ d / (d @ d)
-                    if len(acts) != len(mods):
-                        raise RuntimeError(f"attribution: {len(acts)} activations recorded for {len(mods)} sites")
-                    grads = torch.autograd.grad(score, acts)
-            finally:
-                for h in hooks:
-                    h.remove()
-            for s, a, g in zip(sites, acts, grads):
-                out[k, s.offset: s.offset + s.width] = (a * g).sum(dim=(0, 1)).detach().float().cpu().numpy()
+
+            def talker_score():
+                emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
+                x = torch.cat([emb, m.thinker.get_input_embeddings()(fed[None])], 1).detach().requires_grad_(True)
+                states = m.thinker.model(inputs_embeds=x).last_hidden_state
+                valid = torch.zeros(states.shape[:2], dtype=torch.bool, device=states.device)
+                valid[0, inp["input_ids"].shape[1] - 1:] = True  # last prompt position + every fed answer token
+                d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=states.dtype, device=states.device)
+                return m.talker_forward(states, valid)[0] @ d / (d @ d)
+
+            out[k] = _grad_x_act(sites, talker_score)
+        return out
+
+    def _ser_attribution(self, utts, targets, scope: str) -> np.ndarray:
+        """SER attribution: d log P(label word of target | audio, question) at the answer position."""
+        if scope != "lm":
+            raise ValueError(f"SER runs the thinker only, so scope must be 'lm', got {scope!r}")
+        bad = sorted({t for t in targets if t not in self.model.label_ids})
+        if bad:
+            raise ValueError(f"attribution: unknown SER label(s) {bad}; expected one of {list(self.model.label_ids)}")
+        m = self.model
+        sites = self.sites(scope)
+        out = np.zeros((len(utts), sum(s.width for s in sites)), dtype=np.float32)
+        for k, (u, t) in enumerate(zip(utts, targets)):
+            inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "ser").items()}
+
+            def label_logp():
+                emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
+                logits = m.thinker(inputs_embeds=emb.detach().requires_grad_(True)).logits[0, -1]
+                return torch.log_softmax(logits.float(), -1)[m.label_ids[t]]
+
+            out[k] = _grad_x_act(sites, label_logp)
         return out
 
     @staticmethod
