@@ -46,7 +46,7 @@ def attribution_scores(world: World, groups: dict[str, Sequence], rows: pd.DataF
                        scope: str = "lm", task: str = "evc") -> tuple[np.ndarray, list[str]]:
     """ATTR scores (E, N) over ``world.sites(scope)``, one row per emotion of ``groups`` (e -> sample ids of the
     capped success set), from the identification ``rows`` (sample_id, utt_id, target). ``task`` "ser": the read-out
-    is the log-probability of the true emotion's label word (the SER success sets).
+    is the log-odds of the true emotion's label word against the other labels (the SER success sets).
 
     Each emotion's row is one unit of the store (table "attribution"), keyed by the model, the corpus, the scope and
     the success set's ids: re-running, or another r, reads it instead of recomputing."""
@@ -59,6 +59,8 @@ def attribution_scores(world: World, groups: dict[str, Sequence], rows: pd.DataF
         ids = list(ids)
         cond = {**world.base_condition(f"{task}-attribution", scope), "emotion": e,
                 "samples": fingerprint(sorted(str(i) for i in ids)), "n_samples": len(ids)}
+        if task == "ser":
+            cond["readout"] = "label-log-odds"
         if world.store.has("attribution", cond):
             score = world.store.read_unit("attribution", cond)["score"].to_numpy(dtype=np.float64)
         else:

@@ -60,20 +60,21 @@ def test_attribution_is_the_first_order_effect_of_steering(world, scope):
     assert not any(p.grad is not None for p in ad.model.parameters())  # only activations got gradients
 
 
-def test_ser_attribution_is_the_first_order_effect_on_the_label_log_probability(world):
-    """SER's read-out is log P(label word of the true emotion): steering a mask by a small alpha changes it by alpha
-    times the mask's summed attribution."""
+def test_ser_attribution_is_the_first_order_effect_on_the_label_log_odds(world):
+    """SER's read-out is the log-odds of the true emotion's label word against the other labels: steering a mask by a
+    small alpha changes it by alpha times the mask's summed attribution."""
     from esnlib.intervention import generate
 
     ad = world.adapter.inner
     m = ad.model
     utt = world.split("DEVELOPMENT", 1, emotion=None)[0]
 
-    def logp(label, iv=None):
+    def logp(label, iv=None):  # log-odds of the label word against the other label words
         inp = m.prepare_inputs([ad._feats(utt)], "ser")
         out = generate(m, inp, intervention=iv, sites=ad.sites("lm"), max_new_tokens=1, return_audio=False,
                        output_scores=True)
-        return float(torch.log_softmax(out.thinker_output.scores[0][0].float(), -1)[m.label_ids[label]])
+        z = out.thinker_output.scores[0][0].float()
+        return float(z[m.label_ids[label]] - torch.logsumexp(z[[i for e, i in m.label_ids.items() if e != label]], 0))
 
     for label in ("neutral", "surprise"):
         a = ad.attribution([utt], [label], task="ser")[0]

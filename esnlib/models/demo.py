@@ -631,7 +631,7 @@ class DemoAdapter(ModelAdapter):
     def attribution(self, utts, targets, *, scope: str = "lm", task: str = "evc") -> np.ndarray:
         """Per sample, sum over positions of activation x gradient of the model's read-out of ``target``, for every
         neuron of ``self.sites(scope)``: (n, N) float32. EVC: the talker's emotion score along the target's profile
-        (``esnlib.validity.emotion_score``); SER: the log-probability of the target's label word.
+        (``esnlib.validity.emotion_score``); SER: the log-odds of the target's label word against the other labels.
 
         EVC's answer is the greedy one :meth:`evc` generates; the gradient pass re-runs prompt + answer in one forward
         (no padding, one sample at a time) and reads the talker where :meth:`DemoOmni.talker_inputs` does. Only the
@@ -672,7 +672,9 @@ class DemoAdapter(ModelAdapter):
         return out
 
     def _ser_attribution(self, utts, targets, scope: str) -> np.ndarray:
-        """SER attribution: d log P(label word of target | audio, question) at the answer position."""
+        """SER attribution of the log-odds of the target's label word against the other label words at the answer
+        position: which neurons make the model say e *rather than another emotion* (log P(e) alone is dominated by
+        neurons that raise every label word alike)."""
         if scope != "lm":
             raise ValueError(f"SER runs the thinker only, so scope must be 'lm', got {scope!r}")
         bad = sorted({t for t in targets if t not in self.model.label_ids})
@@ -684,12 +686,13 @@ class DemoAdapter(ModelAdapter):
         for k, (u, t) in enumerate(zip(utts, targets)):
             inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "ser").items()}
 
-            def label_logp():
+            def label_log_odds():
                 emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
-                logits = m.thinker(inputs_embeds=emb.detach().requires_grad_(True)).logits[0, -1]
-                return torch.log_softmax(logits.float(), -1)[m.label_ids[t]]
+                logits = m.thinker(inputs_embeds=emb.detach().requires_grad_(True)).logits[0, -1].float()
+                others = torch.stack([logits[i] for e, i in m.label_ids.items() if e != t])
+                return logits[m.label_ids[t]] - torch.logsumexp(others, 0)
 
-            out[k] = _grad_x_act(sites, label_logp)
+            out[k] = _grad_x_act(sites, label_log_odds)
         return out
 
     @staticmethod
