@@ -12,8 +12,10 @@ the ranking that knowledge-neuron and attribution-patching work use. LAP, LAPE, 
 neurons fire per emotion; ATTR ranks by what the model downstream *reads*. On the demo LALM the two sets hardly meet
 (docs/demo_world.md), which is why CAS's masks barely steer it.
 
-ATTR needs gradients of such a read-out, so only adapters with an ``attribution`` method support it (the demo LALM);
-any other model is an error before anything is generated.
+On the SER side (``identify_ser``) the read-out is the log-odds of the true emotion's label word against the other
+labels. ATTR needs gradients of such a read-out, so only adapters with an ``attribution`` method support it (the demo
+LALM); any other model is an error before anything is generated. ATTR ranks for small steps (first order):
+deactivating its masks (x0) breaks the answer rather than the emotion (docs/demo_world.md).
 """
 from __future__ import annotations
 
