@@ -34,6 +34,14 @@ def is_attr(selector) -> bool:
     return str(selector).upper() == ATTR
 
 
+def canonical_selector(selector, where: str = "select") -> str:
+    """The canonical name of any selector, ATTR included (``selection.check_method`` for the paper's five: a ValueError
+    listing them for an unknown name). Every place that takes a selector name resolves it here."""
+    from .selection import check_method
+
+    return ATTR if is_attr(selector) else check_method(selector, where)
+
+
 def check_supported(world: World, where: str = "identify") -> None:
     """ATTR needs an adapter that returns gradients of its emotion read-out: a ValueError naming the fix otherwise."""
     if not callable(getattr(world.adapter, "attribution", None)):
@@ -75,11 +83,11 @@ def attribution_scores(world: World, groups: dict[str, Sequence], rows: pd.DataF
             step = max(1, int(world.batch_size))
             for k in tqdm(range(0, len(ids), step), desc=f"ATTR gradients {e}", disable=not world.progress,
                           leave=False):
-                kw = {"task": task} if task != "evc" else {}
-                a = world.adapter.attribution(src[k:k + step], tgt[k:k + step], scope=scope, **kw)
+                a = world.adapter.attribution(src[k:k + step], tgt[k:k + step], scope=scope, task=task)
                 total += np.asarray(a, dtype=np.float64).sum(axis=0)
             score = total / max(1, len(ids))
             world.store.write("attribution", cond, pd.DataFrame({"score": score.astype(np.float32)}))
+            # read back what was stored (float32), so a first run ranks exactly as every later run that reads it
             score = world.store.read_unit("attribution", cond)["score"].to_numpy(dtype=np.float64)
         if len(score) != n:
             raise ValueError(f"attribution_scores: the adapter returned {len(score)} scores for {n} neurons of scope "

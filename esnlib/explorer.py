@@ -70,9 +70,9 @@ class Settings:
     def check(self) -> "Settings":
         """These settings (resolved) with the selector's canonical name, or a ValueError naming the field and the
         fix; called before anything is loaded or generated."""
-        from .attribution import ATTR, is_attr
+        from .attribution import canonical_selector
         from .intervention import KINDS, _check_kind_alpha
-        from .selection import check_method, check_rate
+        from .selection import check_rate
 
         s = self if None not in (self.r, self.alpha, self.n) else self.resolved()
         if not isinstance(s.model, str) or not s.model.strip():
@@ -80,7 +80,7 @@ class Settings:
         if s.split not in EVAL_SPLITS:
             raise ValueError(f"split {s.split!r}: evaluate on one of {EVAL_SPLITS} (the masks are identified on "
                              "IDENTIFICATION, so evaluating there would reuse the identification sources)")
-        selector = ATTR if is_attr(s.selector) else check_method(s.selector, "explorer selector")
+        selector = canonical_selector(s.selector, "explorer selector")
         if s.e_mask not in TARGET_EMOTIONS:
             raise ValueError(f"e_mask {s.e_mask!r}: pick one of {TARGET_EMOTIONS}")
         check_rate(s.r, "explorer")

@@ -103,15 +103,9 @@ def identify(
     ranks by activation x gradient of the model's emotion read-out over the same success sets
     (:mod:`esnlib.attribution`; the demo LALM only).
     """
-    from .attribution import ATTR, attribution_scores, check_supported, is_attr, select_top
-    from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
+    from .selection import check_rate, probabilities_from_store, success_sets
 
-    attr = is_attr(selector)
-    if attr:
-        selector = ATTR
-        check_supported(world)
-    else:
-        check_method(selector, "identify")
+    selector = _checked_selector(world, selector, "identify")
     check_rate(rate, "identify")  # before generating anything
     if human is not None:
         _check_human(world, human, n, targets)
@@ -122,18 +116,37 @@ def identify(
     all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=list(targets), allow_empty=True)
     groups = _nonempty_groups(all_sets, cap, "EVC identification")
     P, emos = probabilities_from_store(store, groups)
-    A = None
-    if attr:
-        A, emos_a = attribution_scores(world, groups, rows, scope)
-        assert list(emos_a) == list(emos), (emos_a, emos)
-        masks = select_top(A, rate)
-    else:
-        masks = select(P, selector, rate, seed=seed, emotions=emos)
+    masks, A = _select(world, selector, P, emos, groups, rows, rate, seed, scope, "evc")
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap,
                    filter_judge="human" if human is not None else judge, scope=scope, seed=seed,
                    n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
                    source=world.corpus, scores=A)
+
+
+def _checked_selector(world: World, selector: str, where: str) -> str:
+    """The selector, checked before anything is generated (ATTR, in any case, comes back as "ATTR", once the model is
+    known to have gradients; the paper's names come back as given)."""
+    from .attribution import ATTR, canonical_selector, check_supported
+
+    if canonical_selector(selector, where) != ATTR:
+        return selector
+    check_supported(world, where)
+    return ATTR
+
+
+def _select(world: World, selector: str, P: np.ndarray, emos: list[str], groups: dict, rows: pd.DataFrame,
+            rate: float, seed: int, scope: str, task: str) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Stage 3 for either kind of selector: the masks per emotion of ``emos``, and ATTR's (E, N) scores (None for
+    the paper's selectors, which rank P)."""
+    from .attribution import ATTR, attribution_scores, select_top
+    from .selection import select
+
+    if selector != ATTR:
+        return select(P, selector, rate, seed=seed, emotions=emos), None
+    A, emos_a = attribution_scores(world, groups, rows, scope, task=task)
+    assert list(emos_a) == list(emos), (emos_a, emos)
+    return select_top(A, rate), A
 
 
 def _check_human(world: World, human: pd.DataFrame, n: int | None, targets: Sequence[str]) -> None:
@@ -228,15 +241,9 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
                  scope: str = "lm", seed: int = 0, n: int | None = None, split: str = "IDENTIFICATION") -> MaskSet:
     """SER-side identification: success = the LALM recognizes the true emotion; S_e = correctly recognized
     utterances of emotion e (capped at c); P over the LALM's labels; masks per emotion."""
-    from .attribution import ATTR, attribution_scores, check_supported, is_attr, select_top
-    from .selection import check_method, check_rate, probabilities_from_store, select, success_sets
+    from .selection import check_rate, probabilities_from_store, success_sets
 
-    attr = is_attr(selector)
-    if attr:
-        selector = ATTR
-        check_supported(world, "identify_ser")
-    else:
-        check_method(selector, "identify_ser")
+    selector = _checked_selector(world, selector, "identify_ser")
     check_rate(rate, "identify_ser")  # before generating anything
     rows, store = _identification_rows(world, "ser", scope, lambda sc: ser_baseline(
         world, split, n=n, capture=True, scope=sc))
@@ -245,8 +252,7 @@ def identify_ser(world: World, selector: str = "CAS", rate: float = DEMO_RATE, c
     all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=labels, allow_empty=True)
     groups = _nonempty_groups(all_sets, cap, "SER identification")
     P, emos = probabilities_from_store(store, groups)
-    A = attribution_scores(world, groups, rows, scope, task="ser")[0] if attr else None
-    masks = select_top(A, rate) if attr else select(P, selector, rate, seed=seed, emotions=emos)
+    masks, A = _select(world, selector, P, emos, groups, rows, rate, seed, scope, "ser")
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap, filter_judge="self-ser",
                    scope=scope, seed=seed, n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),

@@ -181,13 +181,11 @@ def _corpus(v, p):
 
 
 def _selector(v, p):
-    from .attribution import is_attr
-    from .selection import METHODS, check_method
+    from .attribution import canonical_selector
+    from .selection import METHODS
 
-    if is_attr(v):
-        return  # the gradient selector (esnlib.attribution); identify says so if the model has no gradients
     try:
-        check_method(v)
+        canonical_selector(v)  # ATTR too: identify says so if the model has no gradients
     except ValueError:
         raise _Bad(f"one of {list(METHODS)} or ATTR (any case)") from None
 

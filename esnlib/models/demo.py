@@ -643,57 +643,59 @@ class DemoAdapter(ModelAdapter):
         if task not in ("evc", "ser"):
             raise ValueError(f"attribution: unknown task {task!r}; expected 'evc' or 'ser'")
         if task == "ser":
-            return self._ser_attribution(utts, targets, scope)
-        bad = sorted({t for t in targets if t not in tts.PROFILES or t == "neutral"})
-        if bad:
-            raise ValueError(f"attribution: target(s) {bad} have no emotion profile to read along; use one of "
-                             f"{[e for e in EMOTIONS if e != 'neutral']}")
-        m = self.model
-        sites = self.sites(scope)
-        out = np.zeros((len(utts), sum(s.width for s in sites)), dtype=np.float32)
-        stop = torch.tensor(m.stop_ids, device=self.device)
-        for k, (u, t) in enumerate(zip(utts, targets)):
-            inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "evc", [t], [u.text]).items()}
-            with torch.no_grad():
-                gen = m.generate(**inp, return_audio=False).sequences[0]
-            is_stop = torch.isin(gen, stop)
-            fed = gen[: int(is_stop.nonzero()[0, 0]) if bool(is_stop.any()) else len(gen)]
-
-            def talker_score():
-                emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
-                x = torch.cat([emb, m.thinker.get_input_embeddings()(fed[None])], 1).detach().requires_grad_(True)
-                states = m.thinker.model(inputs_embeds=x).last_hidden_state
-                valid = torch.zeros(states.shape[:2], dtype=torch.bool, device=states.device)
-                valid[0, inp["input_ids"].shape[1] - 1:] = True  # last prompt position + every fed answer token
-                d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=states.dtype, device=states.device)
-                return m.talker_forward(states, valid)[0] @ d / (d @ d)
-
-            out[k] = _grad_x_act(sites, talker_score)
-        return out
-
-    def _ser_attribution(self, utts, targets, scope: str) -> np.ndarray:
-        """SER attribution of the log-odds of the target's label word against the other label words at the answer
-        position: which neurons make the model say e *rather than another emotion* (log P(e) alone is dominated by
-        neurons that raise every label word alike)."""
-        if scope != "lm":
-            raise ValueError(f"SER runs the thinker only, so scope must be 'lm', got {scope!r}")
-        bad = sorted({t for t in targets if t not in self.model.label_ids})
-        if bad:
-            raise ValueError(f"attribution: unknown SER label(s) {bad}; expected one of {list(self.model.label_ids)}")
-        m = self.model
+            if scope != "lm":
+                raise ValueError(f"SER runs the thinker only, so scope must be 'lm', got {scope!r}")
+            bad = sorted({t for t in targets if t not in self.model.label_ids})
+            if bad:
+                raise ValueError(f"attribution: unknown SER label(s) {bad}; expected one of "
+                                 f"{list(self.model.label_ids)}")
+        else:
+            bad = sorted({t for t in targets if t not in tts.PROFILES or t == "neutral"})
+            if bad:
+                raise ValueError(f"attribution: target(s) {bad} have no emotion profile to read along; use one of "
+                                 f"{[e for e in EMOTIONS if e != 'neutral']}")
+        read_out = self._talker_score if task == "evc" else self._label_log_odds
         sites = self.sites(scope)
         out = np.zeros((len(utts), sum(s.width for s in sites)), dtype=np.float32)
         for k, (u, t) in enumerate(zip(utts, targets)):
-            inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "ser").items()}
-
-            def label_log_odds():
-                emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
-                logits = m.thinker(inputs_embeds=emb.detach().requires_grad_(True)).logits[0, -1].float()
-                others = torch.stack([logits[i] for e, i in m.label_ids.items() if e != t])
-                return logits[m.label_ids[t]] - torch.logsumexp(others, 0)
-
-            out[k] = _grad_x_act(sites, label_log_odds)
+            out[k] = _grad_x_act(sites, read_out(u, t))
         return out
+
+    def _talker_score(self, u: Utterance, t: str):
+        """EVC read-out of one conversion: generates the greedy answer, returns the function that re-runs prompt +
+        answer and gives the talker's emotion score along t's profile."""
+        m = self.model
+        inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "evc", [t], [u.text]).items()}
+        with torch.no_grad():
+            gen = m.generate(**inp, return_audio=False).sequences[0]
+        is_stop = torch.isin(gen, torch.tensor(m.stop_ids, device=self.device))
+        fed = gen[: int(is_stop.nonzero()[0, 0]) if bool(is_stop.any()) else len(gen)]
+
+        def score():
+            emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
+            x = torch.cat([emb, m.thinker.get_input_embeddings()(fed[None])], 1).detach().requires_grad_(True)
+            states = m.thinker.model(inputs_embeds=x).last_hidden_state
+            valid = torch.zeros(states.shape[:2], dtype=torch.bool, device=states.device)
+            valid[0, inp["input_ids"].shape[1] - 1:] = True  # last prompt position + every fed answer token
+            d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=states.dtype, device=states.device)
+            return m.talker_forward(states, valid)[0] @ d / (d @ d)
+
+        return score
+
+    def _label_log_odds(self, u: Utterance, t: str):
+        """SER read-out of one clip: the log-odds of t's label word against the other label words at the answer
+        position, i.e. which neurons make the model say t *rather than another emotion* (log P(t) alone is dominated
+        by neurons that raise every label word alike)."""
+        m = self.model
+        inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "ser").items()}
+
+        def score():
+            emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
+            logits = m.thinker(inputs_embeds=emb.detach().requires_grad_(True)).logits[0, -1].float()
+            others = torch.stack([logits[i] for e, i in m.label_ids.items() if e != t])
+            return logits[m.label_ids[t]] - torch.logsumexp(others, 0)
+
+        return score
 
     @staticmethod
     def _finish(gens, parts, capture):
