@@ -255,6 +255,30 @@ def test_widgets_as_a_user_drives_them(tiny):
     assert ui.exploration.cached and "read from the store" in ui.status.value
 
 
+def test_attr_from_the_widgets(tiny):
+    """ATTR is an option of the visible selector dropdown; Show identifies with it, stores its attribution and shows
+    the Δ table; Show again reads everything."""
+    ex = explorer(tiny)
+    ui = ExplorerUI(ex, Settings(model="tiny", r=0.05, c=3, n=2, n_cross=1), models=["tiny"])
+    c = ui.controls
+    assert "ATTR" in c["selector"].options
+    _set(ui, c["selector"], "ATTR")
+    _set(ui, c["alpha"], 0.05)
+    _set(ui, c["e_mask"], "sad")
+    _click(ui, ui.show_button)
+    exp = ui.exploration
+    assert ui.error is None, ui.error
+    assert exp.settings.selector == "ATTR" and exp.maskset.selector == "ATTR" and exp.maskset.scores is not None
+    assert ui.progress.bar_style == "success" and f"generated {exp.generated} samples" in ui.status.value
+    w = ex.world("tiny")
+    stored = w.store.read("attribution", task="evc-attribution")
+    assert set(stored["emotion"]) >= set(exp.maskset.masks)  # one stored ranking per emotion, recorded
+    row = exp.summary.iloc[0]
+    assert f"{row.self:+.1f} [{row.self_lo:+.1f}, {row.self_hi:+.1f}]" in ui.delta.value
+    _click(ui, ui.show_button)
+    assert ui.exploration.cached and "read from the store" in ui.status.value
+
+
 def test_widgets_show_errors_instead_of_raising(tiny):
     ui = ExplorerUI(explorer(tiny), Settings(model="tiny", r=0.05, c=3, n=2, n_cross=1),
                     models=["tiny", "qwen2.5-omni-7b"])
