@@ -103,18 +103,14 @@ def identify(
     ranks by activation x gradient of the model's emotion read-out over the same success sets
     (:mod:`esnlib.attribution`; the demo LALM only).
     """
-    from .selection import check_rate, probabilities_from_store, success_sets
+    from .selection import check_rate, probabilities_from_store
 
     selector = _checked_selector(world, selector, "identify")
     check_rate(rate, "identify")  # before generating anything
     if human is not None:
         _check_human(world, human, n, targets)
-    rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
-        world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
-    judge = filter_judge or next(iter(world.judges))
-    rows = success_frame(world, rows, judge, max_wer, human)
-    all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=list(targets), allow_empty=True)
-    groups = _nonempty_groups(all_sets, cap, "EVC identification")
+    rows, store, groups, all_sets, judge = _success_groups(world, scope, n, targets, filter_judge, max_wer, human,
+                                                           cap, seed)
     P, emos = probabilities_from_store(store, groups)
     masks, A = _select(world, selector, P, emos, groups, rows, rate, seed, scope, "evc")
     return MaskSet(masks=dict(zip(emos, masks)), selector=selector, rate=rate, cap=cap,
@@ -122,6 +118,33 @@ def identify(
                    n_success={e: len(g) for e, g in groups.items()},
                    n_success_all={e: len(g) for e, g in all_sets.items()}, P=P, emotions=tuple(emos),
                    source=world.corpus, scores=A)
+
+
+def _success_groups(world: World, scope: str, n: int | None, targets: Sequence[str], filter_judge: str | None,
+                    max_wer: float, human: pd.DataFrame | None, cap: int | None, seed: int):
+    """Stages 1-2 of :func:`identify`: (rows with ``success``, the statistics store, the capped success sets
+    e -> sample ids, the uncapped ones, the filter judge)."""
+    from .selection import success_sets
+
+    rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
+        world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
+    judge = filter_judge or next(iter(world.judges))
+    rows = success_frame(world, rows, judge, max_wer, human)
+    all_sets = success_sets(rows, None, seed=seed, id_col="sample_id", emotions=list(targets), allow_empty=True)
+    return rows, store, _nonempty_groups(all_sets, cap, "EVC identification"), all_sets, judge
+
+
+def success_activations(world: World, cap: int | None = PAPER_CAP, filter_judge: str | None = None, scope: str = "lm",
+                        seed: int = 0, n: int | None = None, targets: Sequence[str] = TARGET_EMOTIONS,
+                        max_wer: float = MAX_WER, human: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
+    """Mean gate activation (E, N) of every neuron over each emotion's capped success set: the same sets and stored
+    statistics :func:`identify` ranks (nothing is generated again), in emotion order. The paper's selectors rank how
+    *often* a neuron fires per emotion (P); this says how *strongly*, which is what steering x(1 + alpha) scales."""
+    if human is not None:
+        _check_human(world, human, n, targets)
+    _, store, groups, _, _ = _success_groups(world, scope, n, targets, filter_judge, max_wer, human, cap, seed)
+    means = [np.asarray(store.moments(store.index_of(list(ids)))[0]) for ids in groups.values()]
+    return np.stack(means), list(groups)
 
 
 def _checked_selector(world: World, selector: str, where: str) -> str:
@@ -219,6 +242,10 @@ class _SiteSlice:
     def aggregate(self, rows):
         K, T = self.store.aggregate(rows)
         return np.asarray(K)[self.idx], np.broadcast_to(np.asarray(T), np.asarray(K).shape)[self.idx]
+
+    def moments(self, rows):
+        mean, var = self.store.moments(rows)
+        return mean[self.idx], var[self.idx]
 
 
 def _identification_rows(world: World, task: str, scope: str, run: Callable[[str], pd.DataFrame]):

@@ -339,3 +339,37 @@ def winrate_bars(
         ax.set_title(title, pad=24)
     fig.tight_layout()
     return fig
+
+
+def mask_anatomy(mean_act: np.ndarray, emotions: Sequence[str], masks: Mapping[str, Mapping[str, Sequence[int]]],
+                 n_background: int = 4000, seed: int = 0, title: str | None = None) -> Figure:
+    """One panel per emotion e: every neuron's mean activation on e's success set (y) against its contrast, that
+    minus its mean on the other emotions' sets (x); a random sample of all neurons in grey, each selector's mask
+    for e on top. Where a selector's picks sit says what it ranks: contrast (how differently a neuron fires per
+    emotion) or level (how strongly it fires, which is what steering x(1 + α) scales)."""
+    mean_act = np.asarray(mean_act, dtype=np.float64)
+    emotions = list(emotions)
+    if mean_act.ndim != 2 or mean_act.shape[0] != len(emotions) or len(emotions) < 2:
+        raise ValueError(f"mask_anatomy: mean_act must be (E, N) with E = {len(emotions)} >= 2 emotions, got "
+                         f"{mean_act.shape}")
+    rng = np.random.default_rng(seed)
+    bg = rng.choice(mean_act.shape[1], size=min(n_background, mean_act.shape[1]), replace=False)
+    fig = Figure(figsize=(2.9 * len(emotions) + 0.6, 3.2))
+    axes = fig.subplots(1, len(emotions), squeeze=False, sharey=True)[0]
+    for k, (ax, e) in enumerate(zip(axes, emotions)):
+        contrast = mean_act[k] - np.delete(mean_act, k, axis=0).mean(0)
+        ax.scatter(contrast[bg], mean_act[k, bg], s=2, c="0.75", label=f"all ({len(bg)} shown)", rasterized=True)
+        for sel, by_e in masks.items():
+            if e in by_e:
+                ix = np.asarray(by_e[e], dtype=np.int64)
+                ax.scatter(contrast[ix], mean_act[k, ix], s=5, alpha=0.7, label=f"{sel} ({len(ix)})")
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_yscale("symlog", linthresh=0.1)  # the activation levels span 0.01 to 10
+        ax.set_title(e)
+        ax.set_xlabel("contrast: own − others")
+    axes[0].set_ylabel("mean activation on e's successes")
+    axes[-1].legend(fontsize=7, markerscale=2, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

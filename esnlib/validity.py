@@ -150,3 +150,38 @@ def candidate_neurons(P: np.ndarray, rate: float = DEMO_RATE, selectors: Sequenc
         rest = np.setdiff1d(np.arange(P.shape[1]), cand)
         cand = np.union1d(cand, rng.choice(rest, size=min(n_random, len(rest)), replace=False))
     return cand.astype(np.int64)
+
+
+def mask_anatomy(masks: Mapping[str, Mapping[str, Sequence[int]]], mean_act: np.ndarray, emotions: Sequence[str],
+                 attribution: np.ndarray | None = None) -> pd.DataFrame:
+    """What the neurons of each selector's masks do, per (selector, e_mask): why a mask does or does not steer.
+
+    ``masks``: selector -> e -> flat neuron indices; ``mean_act``: (E, N) mean gate activation over each emotion's
+    success set (:func:`esnlib.identification.success_activations`); ``attribution``: ATTR's (E, N) scores over the
+    same sets, or None. Columns: ``act_own`` mean activation of the mask's neurons on e's set, ``act_others`` on the
+    other emotions' sets, ``contrast`` their difference (what the paper's selectors look for), ``abs_act_all`` mean
+    |activation| of all N neurons on e's set (the scale), and ``d_score_per_alpha`` = the sum of the mask's
+    attributions for e: the first-order change of the talker's emotion score (1 = the full profile) per unit α of
+    steering x(1 + α). Steering scales an activation, so a mask of rarely-but-weakly firing neurons moves little.
+    """
+    emotions = list(emotions)
+    mean_act = np.asarray(mean_act, dtype=np.float64)
+    if mean_act.shape[0] != len(emotions):
+        raise ValueError(f"mask_anatomy: mean_act has {mean_act.shape[0]} rows for {len(emotions)} emotions")
+    if attribution is not None and np.shape(attribution) != mean_act.shape:
+        raise ValueError(f"mask_anatomy: attribution {np.shape(attribution)} and mean_act {mean_act.shape} differ")
+    recs = []
+    for sel, by_e in masks.items():
+        for e, ix in by_e.items():
+            if e not in emotions:
+                raise KeyError(f"mask_anatomy: {sel}'s mask {e!r} has no success set; emotions: {emotions}")
+            k = emotions.index(e)
+            ix = np.asarray(ix, dtype=np.int64)
+            others = np.delete(mean_act, k, axis=0)[:, ix].mean(0)
+            own = mean_act[k, ix]
+            recs.append({"selector": sel, "e_mask": e, "n": len(ix), "act_own": float(own.mean()),
+                         "act_others": float(others.mean()), "contrast": float((own - others).mean()),
+                         "abs_act_all": float(np.abs(mean_act[k]).mean()),
+                         "d_score_per_alpha": (float(np.asarray(attribution)[k, ix].sum())
+                                               if attribution is not None else float("nan"))})
+    return pd.DataFrame(recs)

@@ -169,3 +169,40 @@ def test_selector_validity_and_candidates_take_a_ranking_from_outside_P():
     cand = set(X.candidate_neurons(P, rate=0.05, selectors=("LAP",), per_emotion=3, extra_scores=[A]).tolist())
     picks = {int(i) for row in A for i in _top(row, 3)}
     assert picks - base and cand == base | picks
+
+
+def test_success_activations_are_the_mean_activation_of_the_success_sets(world):
+    """notebook 09's mask anatomy: the mean gate activation per emotion comes from the stored identification
+    statistics (nothing generated again) and equals a fresh capture of the one success of each emotion."""
+    src = world.split("IDENTIFICATION", 1)
+    human = pd.DataFrame([{"utt_id": src[0].id, "target": t, "human_success": True} for t in TARGET_EMOTIONS])
+    m = X.identify(world, "CAS", rate=0.05, cap=1, n=1, human=human, max_wer=100.0)
+    before = world.adapter.evc_samples
+    acts, emos = X.success_activations(world, cap=1, n=1, human=human, max_wer=100.0)
+    assert world.adapter.evc_samples == before
+    assert emos == list(m.emotions) and acts.shape == m.P.shape
+    assert (acts[m.P == 0] <= 0).all() and (acts[m.P == 1] > 0).all()
+    widths = [s.width for s in world.sites("lm")]
+    for k, e in enumerate(emos):
+        _, st = world.adapter.inner.evc(src, [e], capture=True, scope="lm", batch_size=1)
+        st = st.numpy()
+        want = st.sum[0] / np.repeat(st.site_tokens[0], widths)
+        np.testing.assert_allclose(acts[k], want, rtol=1e-4, atol=1e-6)
+
+
+def test_mask_anatomy_reads_level_contrast_and_first_order_effect():
+    acts = np.array([[1.0, 0.1, 0.0, 2.0], [0.5, 0.0, 0.0, 2.0], [0.0, 0.2, 0.0, 2.0]])
+    A = np.arange(12, dtype=float).reshape(3, 4)
+    emos = ["angry", "happy", "sad"]
+    t = X.mask_anatomy({"S": {"angry": [0, 1], "sad": [3]}}, acts, emos, A).set_index("e_mask")
+    assert t.loc["angry", "act_own"] == pytest.approx(0.55)
+    assert t.loc["angry", "act_others"] == pytest.approx((0.25 + 0.1) / 2)
+    assert t.loc["angry", "contrast"] == pytest.approx(0.55 - 0.175)
+    assert t.loc["angry", "abs_act_all"] == pytest.approx(3.1 / 4)
+    assert t.loc["angry", "d_score_per_alpha"] == pytest.approx(0 + 1)
+    assert t.loc["sad", "contrast"] == 0.0 and t.loc["sad", "d_score_per_alpha"] == pytest.approx(11)
+    assert np.isnan(X.mask_anatomy({"S": {"happy": [1]}}, acts, emos)["d_score_per_alpha"]).all()
+    with pytest.raises(KeyError, match="'neutral' has no success set"):
+        X.mask_anatomy({"S": {"neutral": [1]}}, acts, emos)
+    with pytest.raises(ValueError, match="attribution"):
+        X.mask_anatomy({"S": {"sad": [1]}}, acts, emos, A[:2])
