@@ -107,8 +107,6 @@ def identify(
 
     selector = _checked_selector(world, selector, "identify")
     check_rate(rate, "identify")  # before generating anything
-    if human is not None:
-        _check_human(world, human, n, targets)
     rows, store, groups, all_sets, judge = _success_groups(world, scope, n, targets, filter_judge, max_wer, human,
                                                            cap, seed)
     P, emos = probabilities_from_store(store, groups)
@@ -123,9 +121,11 @@ def identify(
 def _success_groups(world: World, scope: str, n: int | None, targets: Sequence[str], filter_judge: str | None,
                     max_wer: float, human: pd.DataFrame | None, cap: int | None, seed: int):
     """Stages 1-2 of :func:`identify`: (rows with ``success``, the statistics store, the capped success sets
-    e -> sample ids, the uncapped ones, the filter judge)."""
+    e -> sample ids, the uncapped ones, the filter judge). A bad ``human`` frame is an error before generating."""
     from .selection import success_sets
 
+    if human is not None:
+        _check_human(world, human, n, targets)
     rows, store = _identification_rows(world, "evc", scope, lambda sc: baseline(
         world, "IDENTIFICATION", n=n, targets=targets, capture=True, scope=sc))
     judge = filter_judge or next(iter(world.judges))
@@ -140,8 +140,6 @@ def success_activations(world: World, cap: int | None = PAPER_CAP, filter_judge:
     """Mean gate activation (E, N) of every neuron over each emotion's capped success set: the same sets and stored
     statistics :func:`identify` ranks (nothing is generated again), in emotion order. The paper's selectors rank how
     *often* a neuron fires per emotion (P); this says how *strongly*, which is what steering x(1 + alpha) scales."""
-    if human is not None:
-        _check_human(world, human, n, targets)
     _, store, groups, _, _ = _success_groups(world, scope, n, targets, filter_judge, max_wer, human, cap, seed)
     means = [np.asarray(store.moments(store.index_of(list(ids)))[0]) for ids in groups.values()]
     return np.stack(means), list(groups)

@@ -354,10 +354,13 @@ def mask_anatomy(mean_act: np.ndarray, emotions: Sequence[str], masks: Mapping[s
                          f"{mean_act.shape}")
     rng = np.random.default_rng(seed)
     bg = rng.choice(mean_act.shape[1], size=min(n_background, mean_act.shape[1]), replace=False)
+    from .validity import activation_contrast
+
+    contrasts = activation_contrast(mean_act)
     fig = Figure(figsize=(2.9 * len(emotions) + 0.6, 3.2))
     axes = fig.subplots(1, len(emotions), squeeze=False, sharey=True)[0]
     for k, (ax, e) in enumerate(zip(axes, emotions)):
-        contrast = mean_act[k] - np.delete(mean_act, k, axis=0).mean(0)
+        contrast = contrasts[k]
         ax.scatter(contrast[bg], mean_act[k, bg], s=2, c="0.75", label=f"all ({len(bg)} shown)", rasterized=True)
         for sel, by_e in masks.items():
             if e in by_e:

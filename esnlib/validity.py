@@ -152,6 +152,13 @@ def candidate_neurons(P: np.ndarray, rate: float = DEMO_RATE, selectors: Sequenc
     return cand.astype(np.int64)
 
 
+def activation_contrast(mean_act: np.ndarray) -> np.ndarray:
+    """(E, N): each emotion's mean activation minus the mean of the other emotions' (what the paper's selectors look
+    for, in activation rather than probability)."""
+    mean_act = np.asarray(mean_act, dtype=np.float64)
+    return np.stack([mean_act[k] - np.delete(mean_act, k, axis=0).mean(0) for k in range(len(mean_act))])
+
+
 def mask_anatomy(masks: Mapping[str, Mapping[str, Sequence[int]]], mean_act: np.ndarray, emotions: Sequence[str],
                  attribution: np.ndarray | None = None) -> pd.DataFrame:
     """What the neurons of each selector's masks do, per (selector, e_mask): why a mask does or does not steer.
@@ -170,6 +177,7 @@ def mask_anatomy(masks: Mapping[str, Mapping[str, Sequence[int]]], mean_act: np.
         raise ValueError(f"mask_anatomy: mean_act has {mean_act.shape[0]} rows for {len(emotions)} emotions")
     if attribution is not None and np.shape(attribution) != mean_act.shape:
         raise ValueError(f"mask_anatomy: attribution {np.shape(attribution)} and mean_act {mean_act.shape} differ")
+    contrast = activation_contrast(mean_act)
     recs = []
     for sel, by_e in masks.items():
         for e, ix in by_e.items():
@@ -180,7 +188,7 @@ def mask_anatomy(masks: Mapping[str, Mapping[str, Sequence[int]]], mean_act: np.
             others = np.delete(mean_act, k, axis=0)[:, ix].mean(0)
             own = mean_act[k, ix]
             recs.append({"selector": sel, "e_mask": e, "n": len(ix), "act_own": float(own.mean()),
-                         "act_others": float(others.mean()), "contrast": float((own - others).mean()),
+                         "act_others": float(others.mean()), "contrast": float(contrast[k, ix].mean()),
                          "abs_act_all": float(np.abs(mean_act[k]).mean()),
                          "d_score_per_alpha": (float(np.asarray(attribution)[k, ix].sum())
                                                if attribution is not None else float("nan"))})
