@@ -60,6 +60,22 @@ def test_attribution_is_the_first_order_effect_of_steering(world, scope):
     assert not any(p.grad is not None for p in ad.model.parameters())  # only activations got gradients
 
 
+def test_attribution_of_a_batch_equals_one_call_per_sample(world, monkeypatch):
+    """EVC answers come from one batched generate; greedy rows do not depend on their neighbours (padded
+    audio of different lengths, several targets), so each row equals the sample's attribution alone."""
+    ad = world.adapter.inner
+    monkeypatch.setattr(ad.model, "stop_ids", (2,))  # the tiny random thinker stops at once otherwise
+    utts = world.split("DEVELOPMENT", 3)
+    pairs = [(u, t) for u in utts for t in ("angry", "surprise")]
+    inp = ad.model.prepare_inputs([ad._feats(u) for u, _ in pairs], "evc", [t for _, t in pairs],
+                                  [u.text for u, _ in pairs])
+    assert len(set(inp["feature_attention_mask"].sum(1).tolist())) > 1  # ragged audio: the batch is padded
+    assert all(len(a) > 0 for a in ad._answers(*zip(*pairs)))  # the gradient pass covers answer positions
+    batch = ad.attribution([u for u, _ in pairs], [t for _, t in pairs])
+    for k, (u, t) in enumerate(pairs):
+        assert np.array_equal(batch[k], ad.attribution([u], [t])[0]), (u.id, t)
+
+
 def test_ser_attribution_is_the_first_order_effect_on_the_label_log_odds(world):
     """SER's read-out is the log-odds of the true emotion's label word against the other labels: steering a mask by a
     small alpha changes it by alpha times the mask's summed attribution."""

@@ -633,9 +633,10 @@ class DemoAdapter(ModelAdapter):
         neuron of ``self.sites(scope)``: (n, N) float32. EVC: the talker's emotion score along the target's profile
         (``esnlib.validity.emotion_score``); SER: the log-odds of the target's label word against the other labels.
 
-        EVC's answer is the greedy one :meth:`evc` generates; the gradient pass re-runs prompt + answer in one forward
-        (no padding, one sample at a time) and reads the talker where :meth:`DemoOmni.talker_inputs` does. Only the
-        activations get gradients; the weights are left untouched (no ``.grad`` is written)."""
+        EVC's answer is the greedy one :meth:`evc` generates (all answers in one batched ``generate``: greedy rows do
+        not depend on their batch neighbours); the gradient pass re-runs prompt + answer in one forward (no padding,
+        one sample at a time) and reads the talker where :meth:`DemoOmni.talker_inputs` does. Only the activations
+        get gradients; the weights are left untouched (no ``.grad`` is written)."""
         utts, targets = list(utts), list(targets)
         if len(utts) != len(targets):
             raise ValueError(f"attribution needs one target per utterance: {len(utts)} utterances, {len(targets)} "
@@ -654,22 +655,36 @@ class DemoAdapter(ModelAdapter):
             if bad:
                 raise ValueError(f"attribution: target(s) {bad} have no emotion profile to read along; use one of "
                                  f"{[e for e in EMOTIONS if e != 'neutral']}")
-        read_out = self._talker_score if task == "evc" else self._label_log_odds
+        if task == "evc":
+            answers = self._answers(utts, targets)
+            read_outs = [self._talker_score(u, t, a) for u, t, a in zip(utts, targets, answers)]
+        else:
+            read_outs = [self._label_log_odds(u, t) for u, t in zip(utts, targets)]
         sites = self.sites(scope)
         out = np.zeros((len(utts), sum(s.width for s in sites)), dtype=np.float32)
-        for k, (u, t) in enumerate(zip(utts, targets)):
-            out[k] = _grad_x_act(sites, read_out(u, t))
+        for k, read_out in enumerate(read_outs):
+            out[k] = _grad_x_act(sites, read_out)
         return out
 
-    def _talker_score(self, u: Utterance, t: str):
-        """EVC read-out of one conversion: generates the greedy answer, returns the function that re-runs prompt +
-        answer and gives the talker's emotion score along t's profile."""
+    def _answers(self, utts, targets) -> list[torch.Tensor]:
+        """The greedy EVC answers (token ids up to the first stop token), from one batched thinker ``generate``."""
+        m = self.model
+        inp = {key: v.to(self.device) for key, v in
+               m.prepare_inputs([self._feats(u) for u in utts], "evc", targets, [u.text for u in utts]).items()}
+        with torch.no_grad():
+            seqs = m.generate(**inp, return_audio=False).sequences
+        stops = torch.tensor(m.stop_ids, device=self.device)
+        out = []
+        for gen in seqs:
+            is_stop = torch.isin(gen, stops)
+            out.append(gen[: int(is_stop.nonzero()[0, 0]) if bool(is_stop.any()) else len(gen)])
+        return out
+
+    def _talker_score(self, u: Utterance, t: str, fed: torch.Tensor):
+        """EVC read-out of one conversion whose greedy answer is ``fed``: the function that re-runs prompt + answer
+        and gives the talker's emotion score along t's profile."""
         m = self.model
         inp = {key: v.to(self.device) for key, v in m.prepare_inputs([self._feats(u)], "evc", [t], [u.text]).items()}
-        with torch.no_grad():
-            gen = m.generate(**inp, return_audio=False).sequences[0]
-        is_stop = torch.isin(gen, torch.tensor(m.stop_ids, device=self.device))
-        fed = gen[: int(is_stop.nonzero()[0, 0]) if bool(is_stop.any()) else len(gen)]
 
         def score():
             emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
