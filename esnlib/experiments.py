@@ -14,7 +14,7 @@ of each idea of the papers (docs/architecture.md draws the data path):
 - :mod:`esnlib.tables`: the papers' tables from stored rows (baseline_table, summarize, effect tables and CIs, SER
   tables, export_rows, save_table, audio_pairs).
 - :mod:`esnlib.validity`: selector validity on the demo LALM (causal_effects, selector_validity, emotion_score,
-  mask_anatomy).
+  mask_anatomy, contrast_masks).
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ from .tables import (  # noqa: F401
     label_distribution, save_table, ser_effect_ci, ser_effect_table, ser_self_other, summarize,
 )
 from .validity import (  # noqa: F401
-    _precision_with_ties, candidate_neurons, causal_effects, emotion_score, mask_anatomy, selector_validity,
+    _precision_with_ties, candidate_neurons, causal_effects, contrast_masks, emotion_score, mask_anatomy,
+    selector_validity,
 )
 from .world import (  # noqa: F401
     ALPHAS, CAPS, CORPUS_KINDS, DEFAULT_CORPUS_ROOT, DEMO_ALPHA, DEMO_ALPHAS, DEMO_CORPUS_NAMES, DEMO_RATE, DEMO_RATES,

@@ -159,6 +159,23 @@ def activation_contrast(mean_act: np.ndarray) -> np.ndarray:
     return np.stack([mean_act[k] - np.delete(mean_act, k, axis=0).mean(0) for k in range(len(mean_act))])
 
 
+def contrast_masks(mean_act: np.ndarray, emotions: Sequence[str], rate: float) -> dict[str, np.ndarray]:
+    """e -> the floor(r * N) neurons with the largest :func:`activation_contrast` for e (ties to the lower index).
+
+    Not one of the paper's selectors: a diagnostic that ranks by how much *more strongly* a neuron fires for e (level
+    included), where LAP, LAPE, MAD and CAS rank how much more *often* it fires (P = K / T)."""
+    from .selection import _top, n_selected
+
+    mean_act = np.asarray(mean_act, dtype=np.float64)
+    if mean_act.ndim != 2 or mean_act.shape[0] != len(emotions) or len(emotions) < 2:
+        raise ValueError(f"contrast_masks: mean_act must be (E, N) with E = {len(emotions)} >= 2 emotions, got "
+                         f"{mean_act.shape}")
+    k = n_selected(rate, mean_act.shape[1])
+    if k == 0:
+        raise ValueError(f"contrast_masks: rate {rate} selects floor(r * N) = 0 of N = {mean_act.shape[1]} neurons")
+    return {e: _top(row, k) for e, row in zip(emotions, activation_contrast(mean_act))}
+
+
 def mask_anatomy(masks: Mapping[str, Mapping[str, Sequence[int]]], mean_act: np.ndarray, emotions: Sequence[str],
                  attribution: np.ndarray | None = None) -> pd.DataFrame:
     """What the neurons of each selector's masks do, per (selector, e_mask): why a mask does or does not steer.

@@ -136,22 +136,25 @@ table(share, "attr_vs_cas", latex=False)
 # on how *strongly* its neurons fire, not only on how *differently* they fire per emotion (what LAP, LAPE, MAD and
 # CAS rank). Below, from the stored statistics of the same success sets (nothing is generated): each mask's mean
 # activation on its own emotion's successes and on the others', and the first-order change of the talker's emotion
-# score per unit α that ATTR's attributions predict for it (1 = the full profile).
+# score per unit α that ATTR's attributions predict for it (1 = the full profile). A third mask, **ACTΔ** (not one
+# of the paper's selectors), takes the neurons whose mean activation rises most for the emotion, level included:
+# if firing strength were all CAS lacks, ACTΔ would steer.
 
 # %%
 acts, emos_a = X.success_activations(world, cap=c, seed=seed, n=n_id, max_wer=max_wer)
 assert list(emos_a) == list(attr.emotions) == list(m.emotions)
-both = {"CAS": m.masks, "ATTR": attr.masks}
+both = {"CAS": m.masks, "ACTΔ": X.contrast_masks(acts, emos_a, r), "ATTR": attr.masks}
 anat = table(X.mask_anatomy(both, acts, emos_a, attr.scores), "mask_anatomy", latex=False)
 save(plots.mask_anatomy(acts, emos_a, both, seed=seed), "mask_anatomy")
 g = anat.groupby("selector")[["act_own", "contrast", "abs_act_all", "d_score_per_alpha"]].agg(["min", "max"])
 rng_ = lambda sel, col, f="{:+.3f}": f"{f.format(g.loc[sel, (col, 'min')])} to {f.format(g.loc[sel, (col, 'max')])}"
 display(Markdown(
-    f"CAS's neurons fire at a mean level of {rng_('CAS', 'act_own')} on their own emotion's successes "
-    f"(contrast {rng_('CAS', 'contrast')}), ATTR's at {rng_('ATTR', 'act_own')} (contrast {rng_('ATTR', 'contrast')}); "
-    f"the mean |activation| of all neurons is {rng_('CAS', 'abs_act_all', '{:.3f}')}. First-order Δ emotion score per "
-    f"unit α: CAS {rng_('CAS', 'd_score_per_alpha')}, ATTR {rng_('ATTR', 'd_score_per_alpha')}. In the figure, CAS's "
-    "picks sit right of 0 (they fire more for their emotion) and low; ATTR's sit high and near 0."))
+    f"Mean activation on their own emotion's successes (contrast to the others'): CAS {rng_('CAS', 'act_own')} "
+    f"({rng_('CAS', 'contrast')}), ACTΔ {rng_('ACTΔ', 'act_own')} ({rng_('ACTΔ', 'contrast')}), ATTR "
+    f"{rng_('ATTR', 'act_own')} ({rng_('ATTR', 'contrast')}); the mean |activation| of all neurons is "
+    f"{rng_('CAS', 'abs_act_all', '{:.3f}')}. First-order Δ emotion score per unit α: CAS "
+    f"{rng_('CAS', 'd_score_per_alpha')}, ACTΔ {rng_('ACTΔ', 'd_score_per_alpha')}, ATTR "
+    f"{rng_('ATTR', 'd_score_per_alpha')}."))
 anat.round(4)
 
 # %%

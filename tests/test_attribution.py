@@ -222,3 +222,16 @@ def test_mask_anatomy_reads_level_contrast_and_first_order_effect():
         X.mask_anatomy({"S": {"neutral": [1]}}, acts, emos)
     with pytest.raises(ValueError, match="attribution"):
         X.mask_anatomy({"S": {"sad": [1]}}, acts, emos, A[:2])
+
+
+def test_contrast_masks_take_the_largest_rise_in_mean_activation():
+    # contrasts (own - mean of others): angry [0.75, 0.0, 0.0, 0.0], happy [0.0, -0.15, 0.0, 0.0], sad
+    # [-0.75, 0.15, 0.0, 0.0]; ties go to the lower index, as in every selector
+    acts = np.array([[1.0, 0.1, 0.0, 2.0], [0.5, 0.0, 0.0, 2.0], [0.0, 0.2, 0.0, 2.0]])
+    emos = ["angry", "happy", "sad"]
+    got = X.contrast_masks(acts, emos, rate=0.5)  # floor(0.5 * 4) = 2 per emotion
+    assert {e: v.tolist() for e, v in got.items()} == {"angry": [0, 1], "happy": [0, 2], "sad": [1, 2]}
+    with pytest.raises(ValueError, match="selects floor"):
+        X.contrast_masks(acts, emos, rate=0.1)
+    with pytest.raises(ValueError, match="E = 2"):
+        X.contrast_masks(acts, emos[:2], rate=0.5)
