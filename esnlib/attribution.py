@@ -97,11 +97,12 @@ def attribution_scores(world: World, groups: dict[str, Sequence], rows: pd.DataF
     return np.stack(out), emos
 
 
-def select_top(A: np.ndarray, rate: float) -> list[np.ndarray]:
-    """The top floor(r*N) neurons of each row of A (ties to the lower index), like every other selector."""
+def select_top(A: np.ndarray, rate: float, who: str = "ATTR") -> list[np.ndarray]:
+    """The top floor(r*N) neurons of each row of A (ties to the lower index), like every other selector; ``who``
+    names the caller in the error for a rate that selects nothing."""
     from .selection import _top, n_selected
 
     k = n_selected(rate, A.shape[1])
     if k == 0:
-        raise ValueError(f"ATTR: rate {rate} selects floor(r * N) = 0 of N = {A.shape[1]} neurons")
+        raise ValueError(f"{who}: rate {rate} selects floor(r * N) = 0 of N = {A.shape[1]} neurons")
     return [_top(np.asarray(row, dtype=np.float64), k) for row in A]

@@ -347,15 +347,12 @@ def mask_anatomy(mean_act: np.ndarray, emotions: Sequence[str], masks: Mapping[s
     minus its mean on the other emotions' sets (x); a random sample of all neurons in grey, each selector's mask
     for e on top. Where a selector's picks sit says what it ranks: contrast (how differently a neuron fires per
     emotion) or level (how strongly it fires, which is what steering x(1 + α) scales)."""
-    mean_act = np.asarray(mean_act, dtype=np.float64)
+    from .validity import activation_contrast, checked_mean_act
+
     emotions = list(emotions)
-    if mean_act.ndim != 2 or mean_act.shape[0] != len(emotions) or len(emotions) < 2:
-        raise ValueError(f"mask_anatomy: mean_act must be (E, N) with E = {len(emotions)} >= 2 emotions, got "
-                         f"{mean_act.shape}")
+    mean_act = checked_mean_act(mean_act, emotions, "mask_anatomy")
     rng = np.random.default_rng(seed)
     bg = rng.choice(mean_act.shape[1], size=min(n_background, mean_act.shape[1]), replace=False)
-    from .validity import activation_contrast
-
     contrasts = activation_contrast(mean_act)
     fig = Figure(figsize=(2.9 * len(emotions) + 0.6, 3.2))
     axes = fig.subplots(1, len(emotions), squeeze=False, sharey=True)[0]

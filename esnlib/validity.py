@@ -152,6 +152,16 @@ def candidate_neurons(P: np.ndarray, rate: float = DEMO_RATE, selectors: Sequenc
     return cand.astype(np.int64)
 
 
+def checked_mean_act(mean_act, emotions: Sequence[str], who: str) -> np.ndarray:
+    """``mean_act`` as float64 after checking it is (E, N) with one row per emotion and E >= 2 (a contrast needs
+    others), or a ValueError naming ``who``."""
+    mean_act = np.asarray(mean_act, dtype=np.float64)
+    if mean_act.ndim != 2 or mean_act.shape[0] != len(emotions) or len(emotions) < 2:
+        raise ValueError(f"{who}: mean_act must be (E, N) with E = {len(emotions)} >= 2 emotions, got "
+                         f"{mean_act.shape}")
+    return mean_act
+
+
 def activation_contrast(mean_act: np.ndarray) -> np.ndarray:
     """(E, N): each emotion's mean activation minus the mean of the other emotions' (what the paper's selectors look
     for, in activation rather than probability)."""
@@ -164,16 +174,10 @@ def contrast_masks(mean_act: np.ndarray, emotions: Sequence[str], rate: float) -
 
     Not one of the paper's selectors: a diagnostic that ranks by how much *more strongly* a neuron fires for e (level
     included), where LAP, LAPE, MAD and CAS rank how much more *often* it fires (P = K / T)."""
-    from .selection import _top, n_selected
+    from .attribution import select_top
 
-    mean_act = np.asarray(mean_act, dtype=np.float64)
-    if mean_act.ndim != 2 or mean_act.shape[0] != len(emotions) or len(emotions) < 2:
-        raise ValueError(f"contrast_masks: mean_act must be (E, N) with E = {len(emotions)} >= 2 emotions, got "
-                         f"{mean_act.shape}")
-    k = n_selected(rate, mean_act.shape[1])
-    if k == 0:
-        raise ValueError(f"contrast_masks: rate {rate} selects floor(r * N) = 0 of N = {mean_act.shape[1]} neurons")
-    return {e: _top(row, k) for e, row in zip(emotions, activation_contrast(mean_act))}
+    contrast = activation_contrast(checked_mean_act(mean_act, emotions, "contrast_masks"))
+    return dict(zip(emotions, select_top(contrast, rate, who="contrast_masks")))
 
 
 def mask_anatomy(masks: Mapping[str, Mapping[str, Sequence[int]]], mean_act: np.ndarray, emotions: Sequence[str],
