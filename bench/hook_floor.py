@@ -29,25 +29,26 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
     state = _State(n_neurons(sites), len(sites), capture)
     handles = []
     for grp in groups:
-        ctx = {"step": -1, "ids": None, "am": None, "gs": [], "acc": None}
+        ctx = {"step": -1, "ids": None, "am": None, "acc": None}
 
         def pre(mod, args, kwargs, ctx=ctx):
             ctx["step"] += 1
             ctx["ids"], ctx["am"] = kwargs.get("input_ids"), kwargs.get("attention_mask")
-            ctx["gs"] = []
 
         gen_mod = root.get_submodule(grp.gen_path) if grp.gen_path else root
         handles.append(gen_mod.register_forward_pre_hook(pre, with_kwargs=True))
         for k, site in enumerate(grp.sites):
-            def hook(mod, args, out, ctx=ctx, ed=grp.edits[k], last=k == len(grp.sites) - 1, grp=grp):
+            def hook(mod, args, out, ctx=ctx, ed=grp.edits[k], k=k, last=k == len(grp.sites) - 1, grp=grp):
                 if ed is not None:
                     ed(out, ctx["step"])
                 if capture:
-                    ctx["gs"].append(out)
-                    if last:
+                    if k == 0:
                         if ctx["acc"] is None:
                             ctx["acc"] = _Accumulator(grp, state, out)
-                        ctx["acc"].step(ctx["gs"], ctx["ids"], ctx["am"], ctx["step"])
+                        ctx["acc"].begin(out, ctx["ids"], ctx["am"], ctx["step"])
+                    ctx["acc"].site(k, out)
+                    if last:
+                        ctx["acc"].end()
             if capture or grp.edits[k] is not None:
                 handles.append(site.module.register_forward_hook(hook))
     try:

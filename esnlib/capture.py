@@ -265,11 +265,13 @@ class _SiteEdits:
 
 
 class _Accumulator:
-    """The statistics of one side, updated once per step from the served activations of all its sites.
+    """The statistics of one side, updated site by site as each activation is served.
 
-    A decoding step is one fused update (a ``cat`` into a preallocated buffer, then in-place adds); rows finished by
-    an EOS input and masked positions contribute nothing. Same operations and order as the per-site reference
-    (tests/conftest.py ``hook_stats``), so the sums are bit-identical to it."""
+    ``begin`` opens a step (rows finished by an EOS input and masked positions contribute nothing), ``site`` takes
+    one site's served activation, ``end`` closes the step. A prompt (t > 1) is reduced site by site the moment it is
+    served, so no site's (b, t, width) activation outlives its layer; a decoding step's (b, 1, width) activations
+    are joined into a preallocated buffer (``cat``) and reduced in one fused update at ``end``. Same operations and
+    order as the per-site reference (tests/conftest.py ``hook_stats``), so the sums are bit-identical to it."""
 
     def __init__(self, group: _Group, state: _State, g0: torch.Tensor):
         b, dev = g0.shape[0], g0.device
@@ -281,34 +283,46 @@ class _Accumulator:
         self.live = torch.ones(b, dtype=torch.bool, device=dev)
         self.eos = group.eos.to(dev) if group.eos is not None else None
         self.buf = torch.empty(b, 1, group.stop - group.start, dtype=g0.dtype, device=dev)
+        self.cols = [slice(s.offset - group.start, s.stop - group.start) for s in group.sites]
+        self.t = self.valid = self.w = None
+        self.gs: list = []
 
-    def step(self, gs, ids, am, step: int):
+    def begin(self, g0: torch.Tensor, ids, am, step: int):
         dev = self.dev
-        t = gs[0].shape[1]
+        t = self.t = g0.shape[1]
         if step > 0 and ids is not None and self.eos is not None:
             self.live &= torch.isin(ids[:, -1].to(dev), self.eos, invert=True)
         if t == 1:
-            valid = am[:, -1].to(dev).bool() & self.live if am is not None and am.dim() == 2 else self.live
-            self.tok += valid[:, None]
-            gv = torch.cat(gs, dim=-1, out=self.buf)[:, 0]
-            gv = gv.float() if gv.dtype != torch.float32 else gv
-            gv.mul_(valid[:, None])
-            self.pos += gv > 0
-            self.sum += gv
-            self.sumsq += gv * gv
+            self.valid = am[:, -1].to(dev).bool() & self.live if am is not None and am.dim() == 2 else self.live
+            self.tok += self.valid[:, None]
             return
         if am is not None and am.dim() == 2:
             valid = am[:, -t:].to(dev).bool() & self.live[:, None]
         else:
             valid = self.live[:, None].expand(-1, t)
         self.tok += valid.sum(1)[:, None]
-        w = valid.float()[..., None]
-        for site, g in zip(self.group.sites, gs):
-            gv = g.float() * w
-            sl = slice(site.offset - self.group.start, site.stop - self.group.start)
-            self.pos[:, sl] += (gv > 0).sum(1, dtype=torch.int32)
-            self.sum[:, sl] += gv.sum(1)
-            self.sumsq[:, sl] += (gv * gv).sum(1)
+        self.w = valid.float()[..., None]
+
+    def site(self, k: int, g: torch.Tensor):
+        if self.t == 1:
+            self.gs.append(g)
+            return
+        sl = self.cols[k]
+        gv = g.float() * self.w
+        self.pos[:, sl] += (gv > 0).sum(1, dtype=torch.int32)
+        self.sum[:, sl] += gv.sum(1)
+        self.sumsq[:, sl] += (gv * gv).sum(1)
+
+    def end(self):
+        if self.t == 1:
+            gv = torch.cat(self.gs, dim=-1, out=self.buf)[:, 0]
+            self.gs = []
+            gv = gv.float() if gv.dtype != torch.float32 else gv
+            gv.mul_(self.valid[:, None])
+            self.pos += gv > 0
+            self.sum += gv
+            self.sumsq += gv * gv
+        self.valid = self.w = None
 
 
 def _group_loop(tracer, group: _Group, state: _State):
@@ -328,15 +342,17 @@ def _group_loop(tracer, group: _Group, state: _State):
     for step in tracer.iter[:]:
         _, kw = group.gen.inputs
         ids, am = kw.get("input_ids"), kw.get("attention_mask")
-        gs = []
-        for act, ed in pairs:
+        for k, (act, ed) in enumerate(pairs):
             g = act.output
             if ed is not None:
                 ed(g, step)
-            gs.append(g)
-        if acc is None:
-            acc = _Accumulator(group, state, gs[0])
-        acc.step(gs, ids, am, step)
+            if k == 0:
+                if acc is None:
+                    acc = _Accumulator(group, state, g)
+                acc.begin(g, ids, am, step)
+            acc.site(k, g)
+            del g  # the served activation must not outlive its layer (a prompt's is (b, t, width))
+        acc.end()
 
 
 def _trace_one(env, run, kwargs, generate_kwargs, group, state):
