@@ -170,11 +170,12 @@ TEXTS = ("The kids are playing in the park.", "I cannot find my keys anywhere.",
          "The train was late again this morning.")
 
 
-def bench_demo(batch, repeats):
+def demo_setup(batch):
+    """(model, LM sites, EVC inputs, generate kwargs, rng) of the demo LALM on ``batch`` random-feature rows; the
+    rng continues the stream the features were drawn from."""
     from esnlib.models.demo import EMOTIONS, N_FEATURES, load_demo_model
 
     m = load_demo_model()
-    sites = find_sites(m, scope="lm")
     rng = np.random.default_rng(0)
     feats = [rng.standard_normal((int(rng.integers(150, 300)), N_FEATURES)).astype(np.float32) for _ in range(batch)]
     targets = [EMOTIONS[i % len(EMOTIONS)] for i in range(batch)]
@@ -182,7 +183,11 @@ def bench_demo(batch, repeats):
     x = m.prepare_inputs(feats, "evc", targets, texts)
     # every row decodes max_new_tokens (EOS suppressed): an edit that changes where rows stop would otherwise change
     # the amount of work and the ratio would measure that, not the overhead
-    gen = dict(return_audio=True, min_new_tokens=m.config.max_new_tokens)
+    return m, find_sites(m, scope="lm"), x, dict(return_audio=True, min_new_tokens=m.config.max_new_tokens), rng
+
+
+def bench_demo(batch, repeats):
+    m, sites, x, gen, rng = demo_setup(batch)
     n = n_neurons(sites)
     iv = Intervention(rng.choice(n, n // 100, replace=False), "steer", 1.0)
     rw = RowwiseIntervention.repeat([None, iv], batch // 2)

@@ -20,17 +20,14 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import esnlib.capture  # noqa: E402,F401
-from bench_core import TEXTS, _equal, _print, measure  # noqa: E402
+from bench_core import _print, demo_setup, measure  # noqa: E402
 
 CAP = sys.modules["esnlib.capture"]  # the module (esnlib re-exports a function of the same name)
-
-
 BASE = CAP._Accumulator
 
 
@@ -40,7 +37,9 @@ class HoldAll(BASE):
     def site(self, k, g):
         if self.t == 1:
             return super().site(k, g)
-        self.held = (self.held if k else []) + [g]
+        if k == 0:
+            self.held = []
+        self.held.append(g)
 
     def end(self):
         if self.t != 1:
@@ -48,18 +47,6 @@ class HoldAll(BASE):
                 super().site(k, g)
             self.held = []
         super().end()
-
-
-def _demo(batch):
-    from esnlib.models.demo import EMOTIONS, N_FEATURES, load_demo_model
-    from esnlib.sites import find_sites
-
-    m = load_demo_model()
-    rng = np.random.default_rng(0)
-    feats = [rng.standard_normal((int(rng.integers(150, 300)), N_FEATURES)).astype(np.float32) for _ in range(batch)]
-    x = m.prepare_inputs(feats, "evc", [EMOTIONS[i % len(EMOTIONS)] for i in range(batch)],
-                         [TEXTS[i % len(TEXTS)] for i in range(batch)])
-    return m, find_sites(m, scope="lm"), x, dict(return_audio=True, min_new_tokens=m.config.max_new_tokens)
 
 
 def _capture(m, sites, x, gen, hold: bool):
@@ -70,7 +57,6 @@ def _capture(m, sites, x, gen, hold: bool):
         CAP._Accumulator = BASE
 
 
-
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -79,7 +65,7 @@ def _rss_mb() -> float:
 def rss(variant: str, batch: int) -> None:
     """Peak resident memory during one capture over the resident memory before it (sampled every 2 ms; the
     process's lifetime peak is set by loading the model, so ru_maxrss cannot see it)."""
-    m, sites, x, gen = _demo(batch)
+    m, sites, x, gen, _ = demo_setup(batch)
     peak, done = [0.0], threading.Event()
 
     def sample():
@@ -110,7 +96,7 @@ def main():
     warnings.filterwarnings("ignore")
     if a.rss:
         return rss(a.rss, a.batch)
-    m, sites, x, gen = _demo(a.batch)
+    m, sites, x, gen, _ = demo_setup(a.batch)
     modes = {"capture (reduced as served)": lambda: _capture(m, sites, x, gen, hold=False),
              "capture (prompt held)": lambda: _capture(m, sites, x, gen, hold=True)}
     with torch.no_grad():

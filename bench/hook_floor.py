@@ -29,7 +29,7 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
     state = _State(n_neurons(sites), len(sites), capture)
     handles = []
     for grp in groups:
-        ctx = {"step": -1, "ids": None, "am": None, "acc": None}
+        ctx = {"step": -1, "ids": None, "am": None, "acc": _Accumulator(grp, state)}
 
         def pre(mod, args, kwargs, ctx=ctx):
             ctx["step"] += 1
@@ -43,8 +43,6 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
                     ed(out, ctx["step"])
                 if capture:
                     if k == 0:
-                        if ctx["acc"] is None:
-                            ctx["acc"] = _Accumulator(grp, state, out)
                         ctx["acc"].begin(out, ctx["ids"], ctx["am"], ctx["step"])
                     ctx["acc"].site(k, out)
                     if last:

@@ -273,21 +273,29 @@ class _Accumulator:
     are joined into a preallocated buffer (``cat``) and reduced in one fused update at ``end``. Same operations and
     order as the per-site reference (tests/conftest.py ``hook_stats``), so the sums are bit-identical to it."""
 
-    def __init__(self, group: _Group, state: _State, g0: torch.Tensor):
+    def __init__(self, group: _Group, state: _State):
+        self.group, self.state = group, state
+        self.cols = [slice(s.offset - group.start, s.stop - group.start) for s in group.sites]
+        self.buf = None  # _alloc makes the side's tensors at the first step, when batch size and device are known
+        self.t = self.valid = self.w = None
+        self.gs: list = []
+
+    def _alloc(self, g0: torch.Tensor):
         b, dev = g0.shape[0], g0.device
+        group, state = self.group, self.state
         state.alloc(b, dev)
-        self.group, self.state, self.dev = group, state, dev
+        self.dev = dev
         sl = slice(group.start, group.stop)
         self.pos, self.sum, self.sumsq = state.pos[:, sl], state.sum[:, sl], state.sumsq[:, sl]
         self.tok = state.site_tokens[:, group.site_ids[0]:group.site_ids[-1] + 1]
         self.live = torch.ones(b, dtype=torch.bool, device=dev)
         self.eos = group.eos.to(dev) if group.eos is not None else None
         self.buf = torch.empty(b, 1, group.stop - group.start, dtype=g0.dtype, device=dev)
-        self.cols = [slice(s.offset - group.start, s.stop - group.start) for s in group.sites]
-        self.t = self.valid = self.w = None
-        self.gs: list = []
 
     def begin(self, g0: torch.Tensor, ids, am, step: int):
+        """Open a step from its first site's activation ``g0`` and the generating module's inputs."""
+        if self.buf is None:
+            self._alloc(g0)
         dev = self.dev
         t = self.t = g0.shape[1]
         if step > 0 and ids is not None and self.eos is not None:
@@ -338,7 +346,7 @@ def _group_loop(tracer, group: _Group, state: _State):
                 ed(act.output, step)
         return
     pairs = list(zip(group.acts, group.edits))
-    acc = None
+    acc = _Accumulator(group, state)
     for step in tracer.iter[:]:
         _, kw = group.gen.inputs
         ids, am = kw.get("input_ids"), kw.get("attention_mask")
@@ -347,8 +355,6 @@ def _group_loop(tracer, group: _Group, state: _State):
             if ed is not None:
                 ed(g, step)
             if k == 0:
-                if acc is None:
-                    acc = _Accumulator(group, state, g)
                 acc.begin(g, ids, am, step)
             acc.site(k, g)
             del g  # the served activation must not outlive its layer (a prompt's is (b, t, width))
