@@ -548,8 +548,7 @@ class ExplorerUI:
             missing = self.explorer.missing(s)
             self._set_status("In the store: reading it." if not missing else
                              f"Not in the store ({', '.join(missing)}): generating — the bars below show progress.")
-            with self.log:
-                exp = self.explorer.run(s, on_step=self._step, missing=missing)
+            exp = self._in_log(lambda: self.explorer.run(s, on_step=self._step, missing=missing))
         except Exception as exc:  # shown where the user looks; kept in self.error
             return self._fail(exc)
         finally:
@@ -577,6 +576,21 @@ class ExplorerUI:
         self.pairs_box.children = [W.HBox([self._clip_box(p, p.baseline), self._clip_box(p, p.intervened)])
                                    for p in self.pairs]
         return self.pairs
+
+    def _in_log(self, fn):
+        """``fn()`` with its printed output and progress bars in ``log``; its exception re-raised here.
+
+        Inside a kernel, ipywidgets' ``Output.__exit__`` prints an exception into the widget and swallows it, so a
+        plain ``with self.log:`` would leave the status at "generating" (and ``log`` is cleared before a result)."""
+        box: dict = {}
+        with self.log:
+            try:
+                box["value"] = fn()
+            except Exception as exc:
+                box["error"] = exc
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     # -- rendering
     def _step(self, k: int, name: str):

@@ -76,7 +76,7 @@ class NotebookConfig:
     human_filter: str | Path | None = None
     transfer_corpus_root: str | Path | None = None
     transfer_corpus: str | None = None
-    attr_alpha: float = 0.05  # notebook 09: ATTR's steering strength (docs/demo_world.md)
+    attr_alpha: float = 0.1  # notebook 09: ATTR's steering strength (docs/demo_world.md)
 
     def __post_init__(self):
         S = self.sizes

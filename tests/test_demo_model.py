@@ -106,6 +106,11 @@ def test_generate_batch_left_padding_and_determinism(tiny):
 def test_prompts_name_the_emotion_in_words(tiny):
     p = tiny.prompt_text("evc", "surprise", "A fish fell from the sky today.")
     assert "surprised voice" in p and '"A fish fell from the sky today."' in p and D.SYSTEM_EVC in p
+    # one fixed worked exchange (the example copied exactly) before the audio turn, naming no emotion
+    before_audio = p.split(D.AUDIO_TOKEN)[0]
+    assert before_audio.count(f'"{D.EVC_EXAMPLE}"') == 2 and before_audio.rstrip().endswith("user")
+    assert not any(w in before_audio for w in D.EMOTION_WORDS.values())
+    assert tiny.prompt_text("evc", "sad", "x").split(D.AUDIO_TOKEN)[0] == before_audio
     assert D.SER_QUESTION in tiny.prompt_text("ser")
     with pytest.raises(ValueError, match="one target emotion per clip"):
         tiny.prepare_inputs([np.zeros((50, D.N_FEATURES), np.float32)], "evc", [], [])

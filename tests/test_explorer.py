@@ -297,6 +297,33 @@ def test_widgets_show_errors_instead_of_raising(tiny):
     assert ui.error is None and ui.exploration.summary["n_pairs"].tolist() == [1]
 
 
+def test_an_error_inside_the_run_reaches_the_status_in_a_kernel(tiny, monkeypatch):
+    """In a kernel, ipywidgets' Output context manager prints an exception and swallows it; an error raised while the
+    condition is generated (e.g. an e_mask with no success to select from) must still reach the status line."""
+    import ipywidgets.widgets.widget_output as wo
+
+    shown = []
+
+    class Kernel:  # what Output.__enter__/__exit__ use of a running IPython kernel
+        display_pub = None
+
+        def showtraceback(self, exc_tuple=None, tb_offset=None):
+            shown.append(exc_tuple[1])
+
+    monkeypatch.setattr(wo, "get_ipython", lambda: Kernel())
+    ex = explorer(tiny)
+
+    def run(settings, on_step=None, missing=None):
+        on_step(1, STEPS[1])
+        raise ValueError("e_mask 'angry' has no CAS mask: pick one of ['happy']")
+
+    monkeypatch.setattr(ex, "run", run)
+    ui = ExplorerUI(ex, Settings(model="tiny", r=0.05, c=3, n=2, n_cross=1), models=["tiny"])
+    _click(ui, ui.show_button)
+    assert isinstance(ui.error, ValueError) and "has no CAS mask" in ui.status.value
+    assert ui.progress.bar_style == "danger" and not ui.show_button.disabled and ui.exploration is None
+
+
 # ------------------------------------------------------------------------------------------------------- notebook
 NOTEBOOK = ROOT / "notebooks" / "00_explore"
 

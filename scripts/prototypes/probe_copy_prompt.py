@@ -26,12 +26,12 @@ from esnlib.evaluation import sample_wer
 from esnlib.models import demo as D
 from esnlib.world import load_world
 
-EXAMPLE = "The meeting starts at nine tomorrow morning."
+EXAMPLE = D.EVC_EXAMPLE  # the adopted worked exchange
 SHORT_EXAMPLE = "It is raining."
 VARIANTS = {
-    "no_example": {},  # the EVC prompt DemoOmni builds
+    "no_example": {},  # the EVC prompt until 02e7dc5 (before the worked exchange landed in DemoOmni)
     "strict_system": {"system": D.SYSTEM_EVC + " Copy every word in order, then stop."},
-    "one_shot": {"example": EXAMPLE},  # the best variant (docs/demo_world.md, sixth round); not adopted yet
+    "one_shot": {"example": EXAMPLE},  # adopted: DemoOmni.prompt_text builds this prompt (EVC_EXAMPLE)
     "one_shot_short": {"example": SHORT_EXAMPLE},
     "cap32": {"max_new_tokens": 32},
 }

@@ -8,9 +8,8 @@ which does not change), and runs the unintervened baseline on DEVELOPMENT throug
 (``X.baseline``), printing Table 2's columns; with ``--before-weights`` (an older model folder) and
 ``--before-variant`` also that model's baseline on the same sources, under its own prompt.
 
-Run 2026-11-30 on 02e7dc5 (``--before-weights`` = the committed esnlib/assets/demo_lalm). Its weights were
-bit-identical to a full ``make demo-model`` run with the same prompt patch (the audio encoder reproduces the committed
-one bit for bit). Not adopted yet: docs/demo_world.md, sixth round.
+It was run on 02e7dc5, before the worked exchange landed (``--before-weights`` = that commit's
+esnlib/assets/demo_lalm, ``--before-variant no_example``); its output equals what ``make demo-model`` now trains.
 
     python scripts/prototypes/retrain_one_shot.py --out /tmp/demo_one_shot --results /tmp/one_shot_results \
         --before-weights /tmp/old_demo_lalm --before-variant no_example
