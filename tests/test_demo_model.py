@@ -111,6 +111,8 @@ def test_prompts_name_the_emotion_in_words(tiny):
     assert before_audio.count(f'"{D.EVC_EXAMPLE}"') == 2 and before_audio.rstrip().endswith("user")
     assert not any(w in before_audio for w in D.EMOTION_WORDS.values())
     assert tiny.prompt_text("evc", "sad", "x").split(D.AUDIO_TOKEN)[0] == before_audio
+    bare = D.evc_prompt("<a>", "Say it.", example=None)  # the prompt before the exchange (prototypes compare it)
+    assert D.EVC_EXAMPLE not in bare and bare.count("<|im_start|>") == 3 and bare.endswith('assistant\n"')
     assert D.SER_QUESTION in tiny.prompt_text("ser")
     with pytest.raises(ValueError, match="one target emotion per clip"):
         tiny.prepare_inputs([np.zeros((50, D.N_FEATURES), np.float32)], "evc", [], [])

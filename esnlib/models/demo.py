@@ -89,6 +89,16 @@ def evc_instruction(target: str, text: str, degree: str = "") -> str:
     return f'Say this in {_article(w)} {w} voice: "{text}"'
 
 
+def evc_prompt(audio: str, instruction: str, system: str = SYSTEM_EVC, example: str | None = EVC_EXAMPLE) -> str:
+    """The EVC ChatML prompt: system, one worked exchange copying ``example`` (none if None), the user turn with the
+    audio placeholders and ``instruction``, and the assistant turn opened with a quote. Prototypes vary ``system`` and
+    ``example`` here (scripts/prototypes/probe_copy_prompt.py)."""
+    shot = (f"<|im_start|>user\nSay this in your own voice: \"{example}\"<|im_end|>\n"
+            f"<|im_start|>assistant\n\"{example}\"<|im_end|>\n") if example else ""
+    return (f"<|im_start|>system\n{system}<|im_end|>\n{shot}<|im_start|>user\n{audio} {instruction}<|im_end|>\n"
+            f"<|im_start|>assistant\n\"")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The pretrained backbone
 # ----------------------------------------------------------------------------------------------------------------
@@ -327,10 +337,7 @@ class DemoOmni(nn.Module):
         audio = AUDIO_TOKEN * self.config.n_audio_tokens
         if task == "ser":
             return f"<|im_start|>user\n{audio} {SER_QUESTION}<|im_end|>\n<|im_start|>assistant\n{SER_ANSWER_PREFIX}"
-        shot = (f"<|im_start|>user\nSay this in your own voice: \"{EVC_EXAMPLE}\"<|im_end|>\n"
-                f"<|im_start|>assistant\n\"{EVC_EXAMPLE}\"<|im_end|>\n")
-        return (f"<|im_start|>system\n{SYSTEM_EVC}<|im_end|>\n{shot}<|im_start|>user\n{audio} "
-                f"{evc_instruction(target, text, degree)}<|im_end|>\n<|im_start|>assistant\n\"")
+        return evc_prompt(audio, evc_instruction(target, text, degree))
 
     def prepare_inputs(self, features: Sequence[np.ndarray], task: str, targets: Sequence[str] | None = None,
                        texts: Sequence[str] | None = None, degrees: Sequence[str] | None = None) -> dict:

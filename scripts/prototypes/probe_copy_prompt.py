@@ -37,23 +37,15 @@ VARIANTS = {
 }
 
 
-def prompt(m: D.DemoOmni, target: str, text: str, system: str, example: str | None) -> str:
-    """The EVC ChatML prompt of ``DemoOmni.prompt_text`` with another system prompt and/or one worked exchange
-    (text only, an emotion-free instruction) before the real turn."""
-    audio = D.AUDIO_TOKEN * m.config.n_audio_tokens
-    shot = (f"<|im_start|>user\nSay this in your own voice: \"{example}\"<|im_end|>\n"
-            f"<|im_start|>assistant\n\"{example}\"<|im_end|>\n") if example else ""
-    return (f"<|im_start|>system\n{system}<|im_end|>\n{shot}<|im_start|>user\n{audio} "
-            f"{D.evc_instruction(target, text)}<|im_end|>\n<|im_start|>assistant\n\"")
-
-
 def run_variant(adapter, pairs, name: str, spec: dict, batch: int) -> pd.DataFrame:
     m = adapter.model
-    system, example = spec.get("system", D.SYSTEM_EVC), spec.get("example")
+    system, example = spec.get("system", D.SYSTEM_EVC), spec.get("example")  # no "example": no worked exchange
     cap = spec.get("max_new_tokens", m.config.max_new_tokens)
     orig = m.prompt_text
+    audio = D.AUDIO_TOKEN * m.config.n_audio_tokens
     m.prompt_text = lambda task, target=None, text=None, degree="": (
-        orig(task, target, text, degree) if task != "evc" else prompt(m, target, text, system, example))
+        orig(task, target, text, degree) if task != "evc"
+        else D.evc_prompt(audio, D.evc_instruction(target, text, degree), system, example))
     rows = []
     try:
         for i in range(0, len(pairs), batch):
