@@ -59,7 +59,7 @@ executor = "local"              # "local" or "ray": generation units run on a Ra
 ray_address = None              # an existing Ray cluster ("ray://head:10001" or "auto"); None: start a local one
 num_workers = None              # Ray actors (None: one per GPU, else one per CPU)
 rowwise = True                  # a sweep's conditions share generate calls (one edit per batch row); False: one call each
-attr_alpha = 0.1                # ATTR's α: the largest with ΔWER <= 10 pp on DEVELOPMENT (docs/demo_world.md)
+attr_alpha = 0.1                # ATTR's α: the largest with ΔWER ≤ 10 pp on DEVELOPMENT (docs/demo_world.md)
 
 # %%
 from IPython.display import Markdown, display

@@ -51,6 +51,23 @@ def test_sources_have_parameters_cell_and_no_outputs():
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{p.name} has outputs"
 
 
+@pytest.mark.parametrize("ipynb", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter(ipynb):
+    """Every name the parameters cell assigns is one papermill's inspection finds, so `-p name value` is accepted
+    (scripts/run_notebooks.py refuses names it does not know). Papermill skips a line it cannot parse with a
+    warning, e.g. one whose comment holds `<=`."""
+    import ast
+
+    import nbformat
+    import papermill as pm
+
+    cell = next(c for c in nbformat.read(ipynb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+    assert assigned and assigned <= set(pm.inspect_notebook(str(ipynb))), sorted(
+        assigned - set(pm.inspect_notebook(str(ipynb))))
+
+
 def _pair_problems(ipynb: Path) -> list[str]:
     """What differs between a notebook and its jupytext percent source: a missing .py, the pairing metadata, or the
     cells (type, source, tags); also a cell without an id or a repeated id (JupyterLab and diffs key cells by id)."""
