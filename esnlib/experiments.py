@@ -12,7 +12,7 @@ of each idea of the papers (docs/architecture.md draws the data path):
 - :mod:`esnlib.sweeps`: masks intervened at test time (evaluate_settings, evaluate_masks, ser_effects,
   ser_label_free, ser_transfer).
 - :mod:`esnlib.tables`: the papers' tables from stored rows (baseline_table, summarize, effect tables and CIs, SER
-  tables, export_rows, save_table, audio_pairs).
+  tables, export_rows, export_ser_rows, save_table, audio_pairs).
 - :mod:`esnlib.validity`: selector validity on the demo LALM (causal_effects, selector_validity, emotion_score,
   mask_anatomy, contrast_masks).
 """
@@ -30,7 +30,7 @@ from .runs import (  # noqa: F401
 from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
 from .sweeps import evaluate_masks, evaluate_settings, ser_effects, ser_label_free, ser_transfer  # noqa: F401
 from .tables import (  # noqa: F401
-    audio_pairs, baseline_table, effect_ci, effect_pairs, effect_tables, export_rows, judge_names,
+    audio_pairs, baseline_table, effect_ci, effect_pairs, effect_tables, export_rows, export_ser_rows, judge_names,
     label_distribution, save_table, ser_effect_ci, ser_effect_table, ser_self_other, summarize,
 )
 from .validity import (  # noqa: F401

@@ -161,8 +161,10 @@ class Notebook:
         return df
 
     def rows_csv(self, *frames) -> Path:
-        """The per-sample rows behind this notebook's tables: ``<figures_dir>/tables/<notebook>_rows.csv``."""
-        return X.export_rows(frames, f"{self.name}_rows", self.figures_dir)
+        """The per-sample rows behind this notebook's tables: ``<figures_dir>/tables/<notebook>_rows.csv`` (SER
+        notebooks: one row per item and condition, ``X.export_ser_rows``)."""
+        export = X.export_ser_rows if self.task == "ser" else X.export_rows
+        return export(frames, f"{self.name}_rows", self.figures_dir)
 
     def listen(self, base_rows, rows, k: int = 2) -> None:
         """Inline audio: baseline vs intervened for up to ``k`` samples (``X.audio_pairs``)."""

@@ -3,7 +3,7 @@
 EVC: :func:`baseline_table` (Table 2), :func:`label_distribution`, :func:`effect_tables` (e_mask x e_tgt),
 :func:`summarize` (self / cross / gap with CIs, ΔWER, Δnaturalness), :func:`effect_ci`, :func:`effect_pairs`. SER:
 :func:`ser_effect_table`, :func:`ser_effect_ci`, :func:`ser_self_other`. Output: :func:`save_table` (CSV and LaTeX),
-:func:`export_rows` (the per-sample rows under the paper's names, ``PAPER_NAMES``), :func:`audio_pairs`.
+:func:`export_rows` and :func:`export_ser_rows` (the per-sample rows under the paper's names, ``PAPER_NAMES``), :func:`audio_pairs`.
 """
 from __future__ import annotations
 
@@ -157,6 +157,31 @@ def export_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Pa
     out = Path(figures_dir) / "tables" / f"{name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    atomic_write_bytes(out, data.to_csv(index=False).encode())
+    return out
+
+
+def export_ser_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Path = "figures") -> Path:
+    """:func:`export_rows` for SER (notebook 08): one row per (item, condition) as ``<figures_dir>/tables/<name>.csv``:
+    sample_id, utt_id, speaker, split, emotion (the true label), selector, e_mask, kind, alpha, r, pred, correct.
+    Baseline rows have selector ``none``; the deactivation and Δ-predicted tables are recomputed from them."""
+    P = PAPER_NAMES
+    cols = ["sample_id", "utt_id", "speaker", "split", "emotion", "selector", P["mask_emotion"], "kind", "alpha",
+            P["rate"], "pred", "correct"]
+    parts = []
+    for df in frames:
+        if df is None or df.empty:
+            continue
+        df = df.copy()
+        for col, default in (("selector", "none"), ("mask_emotion", "none"), ("kind", "none"), ("alpha", 0.0),
+                             ("rate", float("nan"))):
+            if col not in df.columns:
+                df[col] = default
+        df["selector"] = df["selector"].fillna("none")
+        parts.append(df.rename(columns={"mask_emotion": P["mask_emotion"], "rate": P["rate"]})[cols])
+    out = Path(figures_dir) / "tables" / f"{name}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     atomic_write_bytes(out, data.to_csv(index=False).encode())
     return out
 

@@ -71,7 +71,7 @@ from esnlib.notebook import setup
 
 nb = setup("08_recognition", task="ser", params=globals())  # parameters checked, then the world loaded
 world, S, r, alpha, n_id = nb.world, nb.cfg.sizes, nb.cfg.r, nb.cfg.alpha, nb.cfg.n_id
-save, table = nb.save, nb.table
+save, table, rows_csv = nb.save, nb.table, nb.rows_csv
 
 # %%
 n_ser = S["n_ser"]
@@ -88,6 +88,7 @@ amp = X.ser_effects(world, m, kind="steer", alpha=alpha, n=n_ser)
 t_d = table(X.ser_effect_table(deact, base, "accuracy"), "deactivation")
 t_a = table(X.ser_effect_table(amp, base, "predicted"), "amplification")
 ci = table(X.ser_effect_ci(deact, base), "deactivation_ci", latex=False)
+rows_csv(base, deact.assign(kind="deactivate", alpha=0.0), amp.assign(kind="steer", alpha=alpha))
 save(plots.effect_heatmaps({"deactivate: Δ recall": t_d, f"steer α={alpha}: Δ predicted as e_mask": t_a},
                            title="SER: e_mask (rows) × true emotion (columns), pp"), "effects")
 sd, sa = X.ser_self_other(deact, base), self_cross(t_a)

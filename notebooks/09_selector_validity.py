@@ -70,7 +70,7 @@ from esnlib.notebook import setup
 
 nb = setup("09_selector_validity", task="evc", params=globals())  # parameters checked, then the world loaded
 world, S, r, n_id = nb.world, nb.cfg.sizes, nb.cfg.r, nb.cfg.n_id
-save, table = nb.save, nb.table
+save, table, rows_csv = nb.save, nb.table, nb.rows_csv
 
 # %%
 m = X.identify(world, "CAS", rate=r, cap=c, seed=seed, n=n_id, max_wer=max_wer)
@@ -168,6 +168,7 @@ base = X.baseline(world, X.TEST, n=S["n_eval"])
 outs = X.evaluate_settings(world, settings, X.TEST, n=S["n_eval"], n_cross=S["n_cross"])
 steer = table(pd.concat([X.summarize(o, base, selector=sel, kind=k, alpha=a) for o, (sel, k, a) in zip(outs, labels)],
                         ignore_index=True), "attr_steering")
+rows_csv(base, *outs)
 steer[["selector", "kind", "alpha", "judge", "self", "self_lo", "self_hi", "cross", "gap", "n_pairs", "self_textok",
        "d_post", "d_wer"]].round(3)
 

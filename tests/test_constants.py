@@ -51,3 +51,27 @@ def test_exported_rows_use_the_paper_names(tmp_path):
     out = pd.read_csv(X.export_rows([pd.DataFrame([row])], "t", tmp_path))
     assert set(C.PAPER_NAMES.values()) <= set(out.columns) and not set(C.PAPER_NAMES) & set(out.columns)
     assert out.loc[0, ["e_tgt", "e_mask", "r", "c"]].tolist() == ["angry", "angry", 0.01, 50]
+
+
+def test_exported_ser_rows_recompute_the_deactivation_table(tmp_path):
+    """SER rows (notebook 08): the paper's e_mask / r names, baseline rows as selector none, and Δ recall of the
+    deactivation table recomputed from the file alone."""
+    import pandas as pd
+
+    from esnlib import experiments as X
+
+    item = lambda u, emo, pred: {"sample_id": u, "utt_id": u, "speaker": "0011", "split": "TEST-SEEN",  # noqa: E731
+                                 "emotion": emo, "pred": pred, "correct": pred == emo, "answer": pred}
+    base = pd.DataFrame([item("u0", "sad", "sad"), item("u1", "sad", "sad"), item("u2", "happy", "happy")])
+    deact = pd.DataFrame([{**item("u0", "sad", "neutral"), "selector": "CAS", "rate": 0.01, "mask_emotion": "sad"},
+                          {**item("u1", "sad", "sad"), "selector": "CAS", "rate": 0.01, "mask_emotion": "sad"},
+                          {**item("u2", "happy", "happy"), "selector": "CAS", "rate": 0.01, "mask_emotion": "sad"}])
+    out = pd.read_csv(X.export_ser_rows([base, deact.assign(kind="deactivate", alpha=0.0)], "t", tmp_path))
+    assert {"e_mask", "r", "emotion", "pred", "correct"} <= set(out.columns) and "mask_emotion" not in out.columns
+    assert out.selector.tolist() == ["none"] * 3 + ["CAS"] * 3 and set(out.kind) == {"none", "deactivate"}
+    b = out[out.selector == "none"].set_index("utt_id").correct
+    d = out[out.selector == "CAS"].set_index("utt_id")
+    recall = lambda c, emo: 100 * c[d.emotion == emo].mean()  # noqa: E731
+    assert recall(d.correct, "sad") - recall(b.reindex(d.index), "sad") == -50.0
+    table = X.ser_effect_table(deact, base, "accuracy")
+    assert table.loc["sad", "sad"] == -50.0 and table.loc["sad", "happy"] == 0.0

@@ -168,6 +168,16 @@ def test_notebook_runs_and_draws_its_figures(smoke_run, name):
     for t in TABLES.get(name, []):
         assert (tmp / "figures" / "tables" / f"{name}_{t}.csv").exists()
         assert (tmp / "figures" / "tables" / f"{name}_{t}.tex").exists()
+    if name != "10_listening_test":  # the per-sample rows behind the tables, baseline and intervened
+        import pandas as pd
+
+        rows = pd.read_csv(tmp / "figures" / "tables" / f"{name}_rows.csv")
+        assert (rows.selector == "none").any() and (rows.selector != "none").any(), name
+        cols = {"emotion", "pred", "correct", "e_mask", "kind"} if name.startswith("08") else \
+            {"e_tgt", "e_mask", "judge", "pred", "match", "wer", "kind", "alpha"}
+        assert cols <= set(rows.columns), (name, sorted(cols - set(rows.columns)))
+        if name.startswith("09"):  # ATTR steered and deactivated, next to its random and CAS controls
+            assert {"ATTR", "random", "CAS"} <= set(rows.selector) and "deactivate" in set(rows.kind)
 
 
 @pytest.mark.slow
