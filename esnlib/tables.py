@@ -131,6 +131,33 @@ def effect_ci(rows: pd.DataFrame, base: pd.DataFrame, judge: str, n_boot: int = 
     return pd.DataFrame(out)
 
 
+#: condition columns a frame may lack (a baseline has no mask): their values in the exported rows
+_ROW_DEFAULTS = (("selector", "none"), ("mask_emotion", "none"), ("kind", "none"), ("alpha", 0.0),
+                 ("rate", float("nan")), ("cap", float("nan")))
+
+
+def _filled(frames: Sequence[pd.DataFrame]):
+    """Copies of the non-empty frames with every condition column of :data:`_ROW_DEFAULTS` (selector ``none`` where
+    missing or NaN)."""
+    for df in frames:
+        if df is None or df.empty:
+            continue
+        df = df.copy()
+        for col, default in _ROW_DEFAULTS:
+            if col not in df.columns:
+                df[col] = default
+        df["selector"] = df["selector"].fillna("none")
+        yield df
+
+
+def _write_rows(parts: list[pd.DataFrame], name: str, figures_dir, columns=None) -> Path:
+    out = Path(figures_dir) / "tables" / f"{name}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    atomic_write_bytes(out, data.to_csv(index=False).encode())
+    return out
+
+
 def export_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Path = "figures") -> Path:
     """The tidy per-sample rows a notebook's tables were computed from, one row per (sample, judge), as
     ``<figures_dir>/tables/<name>.csv``: sample_id, utt_id (source), speaker, split, e_tgt, selector, e_mask, kind,
@@ -138,27 +165,16 @@ def export_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Pa
     ``none``. Anyone can recompute every table from it. Columns carry the paper's names (``PAPER_NAMES``)."""
     P = PAPER_NAMES
     parts = []
-    for df in frames:
-        if df is None or df.empty:
-            continue
-        df = df.copy()
-        for col, default in (("selector", "none"), ("mask_emotion", "none"), ("kind", "none"), ("alpha", 0.0),
-                             ("rate", float("nan")), ("cap", float("nan"))):
-            if col not in df.columns:
-                df[col] = default
+    for df in _filled(frames):
         for j in judge_names(df):
             parts.append(pd.DataFrame({
                 "sample_id": df["sample_id"], "utt_id": df["utt_id"], "speaker": df["speaker"], "split": df["split"],
-                P["target"]: df["target"], "selector": df["selector"].fillna("none"),
+                P["target"]: df["target"], "selector": df["selector"],
                 P["mask_emotion"]: df["mask_emotion"], "kind": df["kind"], "alpha": df["alpha"],
                 P["rate"]: df["rate"], P["cap"]: df["cap"], "judge": j,
                 "pred": df[f"pred_{j}"], "post": df.get(f"post_{j}", pd.Series(np.nan, index=df.index)),
                 "match": df[f"pred_{j}"] == df["target"], "wer": df["wer"], "naturalness": df["naturalness"]}))
-    out = Path(figures_dir) / "tables" / f"{name}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    atomic_write_bytes(out, data.to_csv(index=False).encode())
-    return out
+    return _write_rows(parts, name, figures_dir)
 
 
 def export_ser_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str | Path = "figures") -> Path:
@@ -168,22 +184,8 @@ def export_ser_rows(frames: Sequence[pd.DataFrame], name: str, figures_dir: str 
     P = PAPER_NAMES
     cols = ["sample_id", "utt_id", "speaker", "split", "emotion", "selector", P["mask_emotion"], "kind", "alpha",
             P["rate"], "pred", "correct"]
-    parts = []
-    for df in frames:
-        if df is None or df.empty:
-            continue
-        df = df.copy()
-        for col, default in (("selector", "none"), ("mask_emotion", "none"), ("kind", "none"), ("alpha", 0.0),
-                             ("rate", float("nan"))):
-            if col not in df.columns:
-                df[col] = default
-        df["selector"] = df["selector"].fillna("none")
-        parts.append(df.rename(columns={"mask_emotion": P["mask_emotion"], "rate": P["rate"]})[cols])
-    out = Path(figures_dir) / "tables" / f"{name}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-    atomic_write_bytes(out, data.to_csv(index=False).encode())
-    return out
+    parts = [df.rename(columns={"mask_emotion": P["mask_emotion"], "rate": P["rate"]})[cols] for df in _filled(frames)]
+    return _write_rows(parts, name, figures_dir, cols)
 
 
 def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "accuracy") -> pd.DataFrame:
