@@ -582,15 +582,12 @@ class ExplorerUI:
 
         Inside a kernel, ipywidgets' ``Output.__exit__`` prints an exception into the widget and swallows it, so a
         plain ``with self.log:`` would leave the status at "generating" (and ``log`` is cleared before a result)."""
-        box: dict = {}
         with self.log:
             try:
-                box["value"] = fn()
+                return fn()
             except Exception as exc:
-                box["error"] = exc
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+                error = exc
+        raise error
 
     # -- rendering
     def _step(self, k: int, name: str):

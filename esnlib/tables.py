@@ -3,7 +3,8 @@
 EVC: :func:`baseline_table` (Table 2), :func:`label_distribution`, :func:`effect_tables` (e_mask x e_tgt),
 :func:`summarize` (self / cross / gap with CIs, ΔWER, Δnaturalness), :func:`effect_ci`, :func:`effect_pairs`. SER:
 :func:`ser_effect_table`, :func:`ser_effect_ci`, :func:`ser_self_other`. Output: :func:`save_table` (CSV and LaTeX),
-:func:`export_rows` and :func:`export_ser_rows` (the per-sample rows under the paper's names, ``PAPER_NAMES``), :func:`audio_pairs`.
+:func:`export_rows` and :func:`export_ser_rows` (the per-sample rows under the paper's names, ``PAPER_NAMES``),
+:func:`audio_pairs`.
 """
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ amp = X.ser_effects(world, m, kind="steer", alpha=alpha, n=n_ser)
 t_d = table(X.ser_effect_table(deact, base, "accuracy"), "deactivation")
 t_a = table(X.ser_effect_table(amp, base, "predicted"), "amplification")
 ci = table(X.ser_effect_ci(deact, base), "deactivation_ci", latex=False)
-rows_csv(base, deact.assign(kind="deactivate", alpha=0.0), amp.assign(kind="steer", alpha=alpha))
+rows_csv(base, deact, amp)  # the stored rows carry kind and α
 save(plots.effect_heatmaps({"deactivate: Δ recall": t_d, f"steer α={alpha}: Δ predicted as e_mask": t_a},
                            title="SER: e_mask (rows) × true emotion (columns), pp"), "effects")
 sd, sa = X.ser_self_other(deact, base), self_cross(t_a)

@@ -64,8 +64,8 @@ def test_papermill_sees_every_parameter(ipynb):
     cell = next(c for c in nbformat.read(ipynb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
     assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
                 for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
-    assert assigned and assigned <= set(pm.inspect_notebook(str(ipynb))), sorted(
-        assigned - set(pm.inspect_notebook(str(ipynb))))
+    unseen = assigned - set(pm.inspect_notebook(str(ipynb)))
+    assert assigned and not unseen, sorted(unseen)
 
 
 def _pair_problems(ipynb: Path) -> list[str]:
