@@ -249,11 +249,11 @@ class _SiteEdits:
             self._on[key] = out
         return self._on[key]
 
-    def __call__(self, g: torch.Tensor, step: int):
+    def __call__(self, g: torch.Tensor, step: int, rows: torch.Tensor | None = None):
         small = g.dtype == torch.float32 and g.numel() <= _DENSE_MAX
         for e in self._tensors(g.device, g.shape[-1]):
             if callable(e):  # a per-row edit (intervention.RowwiseIntervention) applies itself
-                e(g, step)
+                e(g, step) if rows is None else e(g, step, rows)
                 continue
             ix, alpha, positions, dense, dense_op, indexed_op = e
             if positions == "generated" and step == 0:
@@ -277,11 +277,11 @@ class _Accumulator:
         self.group, self.state = group, state
         self.cols = [slice(s.offset - group.start, s.stop - group.start) for s in group.sites]
         self.buf = None  # _alloc makes the side's tensors at the first step, when batch size and device are known
-        self.t = self.valid = self.w = None
+        self.t = self.valid = self.w = self.rows = None
         self.gs: list = []
 
-    def _alloc(self, g0: torch.Tensor):
-        b, dev = g0.shape[0], g0.device
+    def _alloc(self, g0: torch.Tensor, b: int):
+        dev = g0.device
         group, state = self.group, self.state
         state.alloc(b, dev)
         self.dev = dev
@@ -292,12 +292,21 @@ class _Accumulator:
         self.eos = group.eos.to(dev) if group.eos is not None else None
         self.buf = torch.empty(b, 1, group.stop - group.start, dtype=g0.dtype, device=dev)
 
-    def begin(self, g0: torch.Tensor, ids, am, step: int):
-        """Open a step from its first site's activation ``g0`` and the generating module's inputs."""
+    def begin(self, g0: torch.Tensor, ids, am, step: int, rows: torch.Tensor | None = None, batch: int | None = None):
+        """Open a step from its first site's activation ``g0`` and the generating module's inputs. ``rows``: the
+        batch rows a shared prompt-prefix call stands for (its one row's statistics are added to each of them);
+        ``batch``: the batch size (default: g0's)."""
         if self.buf is None:
-            self._alloc(g0)
+            self._alloc(g0, g0.shape[0] if batch is None else batch)
         dev = self.dev
         t = self.t = g0.shape[1]
+        self.rows = rows.to(dev) if rows is not None else None
+        if rows is not None:
+            valid = am[:, -t:].to(dev).bool() if am is not None and am.dim() == 2 else \
+                torch.ones(g0.shape[0], t, dtype=torch.bool, device=dev)
+            self.tok[self.rows] += valid.sum(1)[:, None]
+            self.w = valid.float()[..., None]
+            return
         if step > 0 and ids is not None and self.eos is not None:
             self.live &= torch.isin(ids[:, -1].to(dev), self.eos, invert=True)
         if t == 1:
@@ -317,6 +326,11 @@ class _Accumulator:
             return
         sl = self.cols[k]
         gv = g.float() * self.w
+        if self.rows is not None:  # a shared prefix: its one row counts for every row of its group
+            self.pos[self.rows, sl] += (gv > 0).sum(1, dtype=torch.int32)
+            self.sum[self.rows, sl] += gv.sum(1)
+            self.sumsq[self.rows, sl] += (gv * gv).sum(1)
+            return
         self.pos[:, sl] += (gv > 0).sum(1, dtype=torch.int32)
         self.sum[:, sl] += gv.sum(1)
         self.sumsq[:, sl] += (gv * gv).sum(1)
@@ -330,49 +344,89 @@ class _Accumulator:
             self.pos += gv > 0
             self.sum += gv
             self.sumsq += gv * gv
-        self.valid = self.w = None
+        self.valid = self.w = self.rows = None
 
 
-def _group_loop(tracer, group: _Group, state: _State):
+class _Prefix:
+    """The generating-module calls of a model that runs a prompt prefix shared by all rows once per group of rows
+    with equal edits (``generate(prefix_groups=...)``, ``intervention.prefix_groups``): calls 0..k-1 are the k groups'
+    prefixes (one row each, in group order), call k the rest of the prompt for the whole batch, then the decoding
+    steps. The model shares only when there are fewer groups than rows; a first call of the full batch means it did
+    not, and the calls are the usual ones."""
+
+    def __init__(self, groups):
+        g = torch.as_tensor(groups, dtype=torch.long).flatten()
+        self.n, self.k = len(g), int(g.max()) + 1 if len(g) else 0
+        if sorted(set(g.tolist())) != list(range(self.k)):
+            raise ValueError(f"prefix_groups must number the row groups 0..k-1 (intervention.prefix_groups), got "
+                             f"{sorted(set(g.tolist()))}")
+        self.rows = [torch.nonzero(g == j).flatten() for j in range(self.k)]
+        self.shared = None
+
+    def at(self, step: int, b: int):
+        """(rows, step): the rows call ``step`` (a batch of ``b``) stands for when it is a group's prefix (else None),
+        and the step as the edits and statistics count it (0 for every prompt call)."""
+        if step == 0:
+            self.shared = b != self.n
+            if self.shared and b != 1:
+                raise RuntimeError(f"a shared-prefix call holds one row per group, got a batch of {b} for {self.n} "
+                                   "rows")
+        if not self.shared:
+            return None, step
+        return (self.rows[step], 0) if step < self.k else (None, step - self.k)
+
+
+def _group_loop(tracer, group: _Group, state: _State, prefix: _Prefix | None = None):
     """Per step: visit the sites (and, to count positions, the generating module's inputs), edit, accumulate.
 
-    Edit-only runs visit only the sites that carry an edit, and not the inputs: fewer handoffs per step."""
+    Edit-only runs visit only the sites that carry an edit, and not the inputs: fewer handoffs per step. With
+    ``prefix`` (a model sharing its prompt prefix across rows, :class:`_Prefix`) a group's prefix call is edited with
+    the group's edit (its first row's) and its statistics count for each of the group's rows."""
     if not state.capture:
         pairs = [(act, ed) for act, ed in zip(group.acts, group.edits) if ed is not None]
         if not pairs:
             return
         for step in tracer.iter[:]:
-            for act, ed in pairs:
-                ed(act.output, step)
+            rows, at = None, step
+            for j, (act, ed) in enumerate(pairs):
+                g = act.output
+                if j == 0 and prefix is not None:
+                    rows, at = prefix.at(step, g.shape[0])
+                ed(g, at, None if rows is None else rows[:1])
+                del g
         return
     pairs = list(zip(group.acts, group.edits))
     acc = _Accumulator(group, state)
     for step in tracer.iter[:]:
         _, kw = group.gen.inputs
         ids, am = kw.get("input_ids"), kw.get("attention_mask")
+        rows, at = None, step
         for k, (act, ed) in enumerate(pairs):
             g = act.output
+            if k == 0 and prefix is not None:
+                rows, at = prefix.at(step, g.shape[0])
             if ed is not None:
-                ed(g, step)
+                ed(g, at, None if rows is None else rows[:1])
             if k == 0:
-                acc.begin(g, ids, am, step)
+                acc.begin(g, ids, am, at, rows, None if prefix is None else prefix.n)
             acc.site(k, g)
             del g  # the served activation must not outlive its layer (a prompt's is (b, t, width))
         acc.end()
 
 
-def _trace_one(env, run, kwargs, generate_kwargs, group, state):
+def _trace_one(env, run, kwargs, generate_kwargs, group, state, prefix=None):
     with env.trace(fn=run, **kwargs, **generate_kwargs) as tracer:
-        _group_loop(tracer, group, state)
+        _group_loop(tracer, group, state, prefix)
 
 
-def _trace_two(env, run, kwargs, generate_kwargs, groups, state):
-    # One invoke per module group (LM side, talker side), each with its own step loop.
+def _trace_two(env, run, kwargs, generate_kwargs, groups, state, prefix=None):
+    # One invoke per module group (LM side, talker side), each with its own step loop; a shared prompt prefix is
+    # the LM side's (the talker reads the thinker's states once the text is generated).
     with env.trace(fn=run) as tracer:
         with tracer.invoke(**kwargs, **generate_kwargs):
-            _group_loop(tracer, groups[0], state)
+            _group_loop(tracer, groups[0], state, prefix if groups[0].sites[0].side == "lm" else None)
         with tracer.invoke():
-            _group_loop(tracer, groups[1], state)
+            _group_loop(tracer, groups[1], state, prefix if groups[1].sites[0].side == "lm" else None)
 
 
 def _as_kwargs(inputs) -> dict:
@@ -423,12 +477,16 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
         g.acts = [acts[i] for i in g.site_ids]
         g.gen = gens[gen_paths.index(g.gen_path)]
     state = _State(n_neurons(sites), len(sites), capture)
+    # a model that runs its prompt's shared prefix once per group of rows (DemoOmni.generate(prefix_groups=...))
+    pg = generate_kwargs.get("prefix_groups")
+    prefix = _Prefix(pg) if pg is not None else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         if len(groups) == 1:
-            _trace_one(env, run, kwargs, generate_kwargs, groups[0], state)
+            _trace_one(env, run, kwargs, generate_kwargs, groups[0], state,
+                       prefix if groups[0].sites[0].side == "lm" else None)
         else:
-            _trace_two(env, run, kwargs, generate_kwargs, groups, state)
+            _trace_two(env, run, kwargs, generate_kwargs, groups, state, prefix)
     if "out" not in box:
         raise RuntimeError("generation did not complete under the trace (no output was produced)")
     stats = None

@@ -21,7 +21,8 @@ from .capture import run_traced
 from .edits import EDIT_KINDS, KINDS, check_kind_alpha
 from .sites import Site, find_sites, n_neurons, split_by_site, unwrap
 
-__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "batch_rows", "per_condition", "generate"]
+__all__ = ["KINDS", "POSITIONS", "edit", "Intervention", "RowwiseIntervention", "batch_rows", "prefix_groups",
+           "per_condition", "generate"]
 
 POSITIONS = ("all", "generated")
 _check_kind_alpha = check_kind_alpha  # the name explorer.py imports
@@ -141,6 +142,21 @@ def batch_rows(intervention, rows, n_rows: int):
     return intervention[rows.start: rows.stop]
 
 
+def prefix_groups(intervention, n_rows: int) -> torch.Tensor:
+    """Group ids (0, 1, ... in order of first appearance) of ``n_rows`` batch rows: rows with the same edit share a
+    group. A model that computes a prompt prefix shared by every row once per group (the demo LALM's fixed system
+    turn) passes these to ``generate(prefix_groups=...)``; the runner then edits and captures each group's prefix
+    call for all of the group's rows. None, an Intervention or a list of them: one group."""
+    if not isinstance(intervention, RowwiseIntervention):
+        return torch.zeros(n_rows, dtype=torch.long)
+    if len(intervention) != n_rows:
+        raise ValueError(f"RowwiseIntervention has {len(intervention)} rows but the batch holds {n_rows}")
+    ids: dict = {}
+    # a row's edit is its tuple of Intervention objects (shared by the rows of one condition: repeat / slicing)
+    return torch.tensor([ids.setdefault(tuple(id(iv) for iv in r), len(ids)) for r in intervention.rows],
+                        dtype=torch.long)
+
+
 def per_condition(run: Callable, n: int, conditions: Sequence, rowwise: bool = True) -> list[list]:
     """The outputs of ``n`` inputs under each condition (None, an Intervention or a list of them): one list per
     condition, in order. ``run(k, intervention)`` must return the outputs of the inputs repeated ``k`` times
@@ -175,9 +191,11 @@ class _RowEdit:
                                                         for L in self.layers])
         return self._dev[device]
 
-    def __call__(self, g: torch.Tensor, step: int):
-        if g.shape[0] != self.batch:
-            raise ValueError(f"RowwiseIntervention has {self.batch} rows but the batch has {g.shape[0]}; give one "
+    def __call__(self, g: torch.Tensor, step: int, rows: torch.Tensor | None = None):
+        """Edit g in place; ``rows``: the batch rows g holds (a shared prompt prefix run for one row), else all."""
+        n = self.batch if rows is None else len(rows)
+        if g.shape[0] != n:
+            raise ValueError(f"RowwiseIntervention has {n} rows but the batch has {g.shape[0]}; give one "
                              "row per batch row (slice it per sub-batch: rw[i:j])")
         cols, layers = self._on(g.device)
         sub = g[..., cols]
@@ -185,7 +203,7 @@ class _RowEdit:
         which = "prefill" if step == 0 else "decode"
         for L in layers:
             for op, x in L[which]:
-                sub = op(sub, x)
+                sub = op(sub, x if rows is None else x[rows.to(x.device)])
         g[..., cols] = sub.to(g.dtype)
 
 
