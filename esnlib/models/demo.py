@@ -429,7 +429,7 @@ class DemoOmni(nn.Module):
         a group): the prompt's prefix common to every row (the EVC system turn and worked exchange, up to the audio)
         is run once per group, one row each, and the rows continue from its cached keys and values. The prompt is
         then laid out [prefix][padding][rest] instead of left-padded. Same function of the inputs; the prefill
-        costs ~0.58x (docs/notebooks.md). Ignored when there are as many groups as rows or no common prefix."""
+        costs ~0.58x (docs/demo_world.md). Ignored when there are as many groups as rows or no common prefix."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         eos = list(thinker_eos_token_id) if thinker_eos_token_id is not None else list(self.stop_ids)
