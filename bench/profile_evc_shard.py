@@ -9,6 +9,8 @@ adapter's traced ``generate``), rendering, each judge, naturalness, features and
 
 Measured 2026-11-30 at about 23:55, left-padded prompts (before the shared prefix), 384 samples in 109.5 s: generation 67.0 %,
 naturalness 17.6 % (96 clips), rendering 5.7 %, prosody judge 5.0 %, spectral judge 2.0 %, features 1.9 %.
+Measured 2026-12-01 02:06 with this script, shared prefix: 384 samples in 86.2 s: generation 49.8 % (42.9 s against
+73.4 s), naturalness 27.5 %, rendering 8.1 %, prosody judge 7.5 %, spectral judge 3.1 %, features 2.8 %.
 """
 from __future__ import annotations
 
