@@ -6,15 +6,17 @@ answers are ~12 tokens), so computing the prefix once and letting every row atte
 should remove about two thirds of the prefill. This probe measures that on one batch as the notebooks batch it
 (``--n-utts`` TEST sources x the four targets), outside nnsight, with plain PyTorch forward hooks for the edit:
 
-* ``current``: ``thinker.generate`` on the left-padded prompts (what ``DemoOmni.generate`` does today);
-* ``cached``: the prompts laid out as [prefix][padding][rest of the prompt], the prefix run once (batch 1, under the
-  same edit), its cache repeated to the batch, then ``thinker.generate`` from that cache.
+* ``current``: ``DemoOmni.generate`` on the left-padded prompts;
+* ``cached``: ``DemoOmni.generate(prefix_groups=zeros)``: the prompts laid out as [prefix][padding][rest of the
+  prompt], the prefix run once (batch 1, under the same edit), its cache repeated to the batch, then
+  ``thinker.generate`` from that cache.
 
 Reported, unedited and under a steering edit (``--alpha``, a random mask of ``--rate`` of the LM neurons, applied at
 every position, the prefix included, as esnlib's interventions are): identical decoded texts, the largest difference
 of the talker's input states and of its prosody, and the CPU time of both paths in ABAB rounds (median and IQR of the
-per-round ratio). The probe came first (2026-12-01: 0.58x CPU time, texts 64 / 64 equal, prosody within 3e-5);
-the demo LALM now does this itself, under nnsight with the edits of each group of rows
+per-round ratio). The probe came first, with its own copy of the layout and the cache (2026-12-01, the result in
+bench/results/prefix_cache_2026-12-01.json: 0.58x CPU time, texts 64 / 64 equal, prosody within 3e-5); the demo LALM
+now does this itself and the probe calls it, under nnsight with the edits of each group of rows
 (``DemoOmni.generate(prefix_groups=...)``, ``esnlib.capture._Prefix``; docs/demo_world.md).
 
     python scripts/prototypes/probe_prefix_cache.py --out bench/results/prefix_cache.json
@@ -32,21 +34,6 @@ import torch
 
 from esnlib.constants import TARGET_EMOTIONS, TEST
 from esnlib.world import load_world
-
-
-def middle_padded(m, ids: torch.Tensor, am: torch.Tensor):
-    """(ids, attention mask, P): rows re-laid as [shared prefix][padding][rest]; P = the shared prefix's length, up
-    to the first audio placeholder."""
-    rows = [ids[b][am[b].bool()] for b in range(ids.shape[0])]
-    P = 0
-    while all(len(r) > P and r[P] == rows[0][P] for r in rows) and int(rows[0][P]) != m.audio_id:
-        P += 1
-    L = ids.shape[1]
-    ids2, am2 = torch.full_like(ids, m.pad_id), torch.zeros_like(am)
-    for b, r in enumerate(rows):
-        ids2[b, :P], am2[b, :P] = r[:P], 1
-        ids2[b, L - (len(r) - P):], am2[b, L - (len(r) - P):] = r[P:], 1
-    return ids2, am2, P
 
 
 class SteerHooks:
@@ -88,27 +75,21 @@ def main():
     tgt = [t for _ in utts for t in TARGET_EMOTIONS]
     inputs = m.prepare_inputs([ad._feats(u) for u in src], "evc", tgt, [u.text for u in src])
     ids, am = inputs["input_ids"], inputs["attention_mask"]
-    B, L = ids.shape
-    ids2, am2, P = middle_padded(m, ids, am)
-    feats, fam = inputs["input_features"], inputs["feature_attention_mask"]
-    kw = dict(do_sample=False, num_beams=1, max_new_tokens=m.config.max_new_tokens, output_hidden_states=True,
-              return_dict_in_generate=True, pad_token_id=m.pad_id, eos_token_id=list(m.stop_ids))
+    L = ids.shape[1]
+    B = ids.shape[0]
+    groups = torch.zeros(B, dtype=torch.long)
+    ids2, _, P, _ = m._shared_prefix(ids, am, groups)  # the layout DemoOmni.generate uses for the shared prefix
     sites = ad.sites("lm")
     n = sum(s.width for s in sites)
     mask = np.sort(np.random.default_rng(0).choice(n, int(round(a.rate * n)), replace=False))
 
-    @torch.no_grad()
     def current():
-        out = m.thinker.generate(inputs_embeds=m.embed_inputs(ids, feats, fam), attention_mask=am, **kw)
-        return out, m.talker_inputs(out, ids)
+        out = m.generate(**inputs, return_audio=True)
+        return out.thinker_output, m.talker_inputs(out.thinker_output, ids)
 
-    @torch.no_grad()
     def cached():
-        emb = m.embed_inputs(ids2, feats, fam)
-        cache = m.thinker(inputs_embeds=emb[:1, :P], attention_mask=am2[:1, :P], use_cache=True).past_key_values
-        cache.batch_repeat_interleave(B)
-        out = m.thinker.generate(inputs_embeds=emb, attention_mask=am2, past_key_values=cache, **kw)
-        return out, m.talker_inputs(out, ids2[:, P:])
+        out = m.generate(**inputs, return_audio=True, prefix_groups=groups)
+        return out.thinker_output, m.talker_inputs(out.thinker_output, ids2[:, P:])
 
     def compare(edit: bool) -> dict:
         res = {}
