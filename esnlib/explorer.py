@@ -139,7 +139,7 @@ class _Watched:
 
 
 def notebook_world(model: str = "demo", corpus_root: str | Path = X.DEFAULT_CORPUS_ROOT, corpus: str | None = None,
-                   judges: str = "prosody,spectral", naturalness: str | None = "dnsmos",
+                   judges: str = "prosody,spectral", naturalness: str | None = "dnsmos-p808",
                    results_dir: str | Path = "data/results", stats_dir: str | Path | None = None, device: str = "cpu",
                    seed: int = 0, smoke: bool = False, corpus_n_utts: int | None = None,
                    batch_size: int | None = None) -> X.World:

@@ -50,7 +50,7 @@ class NotebookConfig:
     corpus: str | None = None
     corpus_n_utts: int | None = None
     judges: str | Sequence[str] = "prosody,spectral"
-    naturalness: str | None = "dnsmos"
+    naturalness: str | None = "dnsmos-p808"
     selector: str = "CAS"
     r: float | None = None
     c: int | None = X.PAPER_CAP

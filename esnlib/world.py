@@ -293,7 +293,7 @@ def load_world(
     model: str = "demo",
     corpus_root: str | Path = DEFAULT_CORPUS_ROOT,
     judges: str | Sequence[str] = ("prosody", "spectral"),
-    naturalness: str | None = "dnsmos",
+    naturalness: str | None = "dnsmos-p808",
     results_dir: str | Path = "data/results",
     stats_dir: str | Path | None = None,
     device: str = "cpu",
@@ -462,7 +462,7 @@ def _load_model(name: str, device: str):
 
 
 def _load_judge(name: str, device: str = "cpu"):
-    """A judge by name through ``esnlib.judges.registry`` (demo: prosody, spectral, dnsmos)."""
+    """A judge by name through ``esnlib.judges.registry`` (demo: prosody, spectral, dnsmos-p808, dnsmos)."""
     from .judges.registry import load_judge
 
     return load_judge(name)
@@ -471,9 +471,8 @@ def _load_judge(name: str, device: str = "cpu"):
 def defaults(smoke: bool = False) -> dict:
     """Sizes of the notebooks' runs. Full: sized so that the headline conditions (baseline, CAS and random at the
     default r, c, α, the α sweep, deactivation) have ``n_eval`` x 4 = 320 self pairs on the diagonal, the other
-    conditions ``n_sweep`` sources per cell. Naturalness (DNSMOS, ~0.2 s of CPU per clip) scores the first 16
-    samples of every shard (a quarter of a 16-source, 4-target shard; all of a self-only shard), which keeps
-    ``make paper`` near 30 minutes on 2 CPU cores; the tables give the n behind every naturalness value. Smoke: tiny,
+    conditions ``n_sweep`` sources per cell. Naturalness (DNSMOS P.808, ~0.015 s of CPU a clip) scores every
+    sample (``naturalness_per_shard`` None); the tables give the n behind every naturalness value. Smoke: tiny,
     for tests (every figure still drawn, sweeps shortened to two points)."""
     if smoke:
         return {"n_id": None, "n_eval": 2, "n_cross": 1, "n_sweep": 1, "n_ser": 10, "n_causal": 1, "n_candidates": 6,
@@ -482,5 +481,5 @@ def defaults(smoke: bool = False) -> dict:
                 "alphas": (0.5, DEMO_ALPHA), "talker_selectors": ("CAS",)}
     return {"n_id": None, "n_eval": 80, "n_cross": 8, "n_sweep": 8, "n_ser": 100, "n_causal": 2,
             "n_candidates": 40, "corpus_n_utts": None, "second_corpus_n_utts": 40, "shard_size": 16,
-            "batch_size": 64, "naturalness_per_shard": 16, "paper_rates": PAPER_RATES, "caps": CAPS,
+            "batch_size": 64, "naturalness_per_shard": None, "paper_rates": PAPER_RATES, "caps": CAPS,
             "alphas": DEMO_ALPHAS, "talker_selectors": SELECTORS}

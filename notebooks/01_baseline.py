@@ -19,7 +19,7 @@
 #
 # The unintervened model converts neutral TEST utterances (TEST-SEEN and TEST-UNSEEN pooled, as the paper reports
 # every result) to each target emotion. We report the paper's three axes: target-emotion match per judge, WER of
-# the decoded text against the reference transcript, and naturalness (DNSMOS OVRL in the demo world, every sample;
+# the decoded text against the reference transcript, and naturalness (DNSMOS P.808 MOS in the demo world, every sample;
 # UTMOS in the paper), plus the distribution of predicted labels (the paper's neutral bias) and, next to the match
 # rate, a continuous measure: the judge's mean posterior of e_tgt.
 
@@ -31,7 +31,7 @@ corpus = None                   # "demo", "esd", "iemocap", "meld", "msp-podcast
                                 # EVC notebooks take demo/esd, notebook 08 (SER) all five (docs/notebooks.md)
 corpus_n_utts = None            # sentences per speaker when the demo corpus is built here (None: mode default)
 judges = "prosody,spectral"     # emotion judges (esnlib.judges.registry), the first one filters successes
-naturalness = "dnsmos"          # naturalness judge (UTMOS in the paper)
+naturalness = "dnsmos-p808"     # naturalness judge (UTMOS in the paper)
 selector = "CAS"
 r = None                        # selection rate; None: the paper's 0.5 % (X.PAPER_RATE), X.DEMO_RATE on the demo LALM
 c = 50                          # success-set cap

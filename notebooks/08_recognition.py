@@ -35,7 +35,7 @@ corpus = None                   # "demo", "esd", "iemocap", "meld", "msp-podcast
                                 # EVC notebooks take demo/esd, notebook 08 (SER) all five (docs/notebooks.md)
 corpus_n_utts = None            # sentences per speaker when the demo corpus is built here (None: mode default)
 judges = "prosody,spectral"     # emotion judges (esnlib.judges.registry), the first one filters successes
-naturalness = "dnsmos"          # naturalness judge (UTMOS in the paper)
+naturalness = "dnsmos-p808"     # naturalness judge (UTMOS in the paper)
 selector = "CAS"
 r = None                        # selection rate; None: the paper's 0.5 % (X.PAPER_RATE), X.DEMO_RATE on the demo LALM
 c = 50                          # success-set cap

@@ -122,7 +122,7 @@ def test_judge_registry_names():
 
     assert judge_key("Emotion2Vec") == "emotion2vec" and judge_key("qwen3_omni") == "qwen3-omni"
     assert judge_key("emotion2vec+large") == "emotion2vec" and judge_key("UTMOS22") == "utmos"
-    assert {"emotion2vec", "qwen3-omni", "utmos", "dnsmos"} <= set(JUDGES)
+    assert {"emotion2vec", "qwen3-omni", "utmos", "dnsmos", "dnsmos-p808"} <= set(JUDGES)
     with pytest.raises(ValueError, match="unknown judge"):
         judge_key("wav2vec-ser")
     with pytest.raises(ValueError, match="no judge names"):

@@ -1,17 +1,21 @@
-"""DNSMOS (Reddy et al. 2022, P.835) as the demo world's naturalness judge, via the ONNX models bundled in `speechmos`.
+"""DNSMOS (Reddy et al. 2021/2022) as the demo world's naturalness judge, via the ONNX models bundled in `speechmos`.
 
-The paper uses UTMOS; DNSMOS is the offline stand-in. We report the P.835 **OVRL** score (overall quality, 1-5) of
-the non-personalized model. Clips are resampled to 16 kHz and clipped to [-1, 1].
+The paper uses UTMOS; DNSMOS is the offline stand-in. Clips are resampled to 16 kHz and clipped to [-1, 1]. Two
+heads, two judges:
 
-Two ways to score, both on the P.835 model's fixed 9.01 s input:
+* ``dnsmos-p808`` (:class:`DNSMOSP808Judge`, the notebooks' default): the **P.808** MOS (overall quality on the
+  ITU-T P.808 ACR scale, 1-5 -- a listening-test MOS like UTMOS's target), one 9.01 s window per clip (the clip
+  repeated), speechmos' log-mel features computed for a batch of clips at once. ~0.015 s of CPU a clip, so every
+  evaluated sample is scored.
+* ``dnsmos`` (:class:`DNSMOSJudge`): the **P.835 OVRL** score of the non-personalized model. ``mode="fast"``: one
+  batched 9.01 s window per clip through the P.835 model only (~0.15 s a clip); ``mode="reference"`` /
+  ``score_all``: speechmos' reference procedure -- the clip doubled until >= 9.01 s, every 9.01 s window at 1 s hops
+  scored by P.835 *and* P.808 and averaged (a 3-5 s demo clip costs ~7 windows).
 
-* ``score`` (the default, ``mode="fast"``): the clip repeated to 9.01 s, **one** window per clip, clips batched
-  through the P.835 model only (no P.808). This is what the notebooks use on every evaluated sample.
-* ``score_all`` / ``mode="reference"``: speechmos' reference procedure — the clip doubled until >= 9.01 s, every
-  9.01 s window at 1 s hops scored by P.835 *and* P.808 and averaged; a 3-5 s demo clip costs ~7 windows.
-
-The windows of a repeated short clip hold the same speech, so the one-window score follows the reference closely;
-``bench/bench_naturalness.py`` measures both side by side (per-clip cost and agreement).
+The two heads react to different things on demo speech (``scripts/prototypes/probe_naturalness_p808.py``; numbers
+in docs/demo_world.md): both fall with added noise and with prosody at the renderer's upper limits; P.808 also falls
+with hard clipping and a 2 kHz low-pass (OVRL hardly), OVRL also with slow, flat, quiet prosody (P.808 does not).
+``bench/bench_naturalness.py`` measures the modes' per-clip cost side by side.
 """
 from __future__ import annotations
 
@@ -36,16 +40,25 @@ def _clip16k(a, i: int, sample_rate: int) -> np.ndarray:
     return a
 
 
+MODES = ("fast", "p808", "reference")
+#: what one 9.01 s window of each mode runs
+_MODE_TEXT = {"fast": "one batched P.835 window per clip", "p808": "one batched P.808 window per clip",
+              "reference": "reference windows"}
+
+
 class DNSMOSJudge(NaturalnessJudge):
     """DNSMOS P.835 OVRL per clip (``score``), or all of OVRL/SIG/BAK/P808 (``score_all``)."""
 
     name = "dnsmos_ovrl"
 
     def __init__(self, threads: int = 2, progress: bool = False, mode: str = "fast", batch_size: int = 16):
-        if mode not in ("fast", "reference"):
-            raise ValueError(f"unknown DNSMOS mode {mode!r}; use 'fast' (one batched P.835 window per clip) or "
-                             "'reference' (speechmos' windows, P.835 + P.808)")
+        if mode not in MODES:
+            raise ValueError(f"unknown DNSMOS mode {mode!r}; use 'fast' (one batched P.835 window per clip), "
+                             "'p808' (one batched P.808 window per clip) or 'reference' (speechmos' windows, "
+                             "P.835 + P.808)")
         self.mode, self.batch_size = mode, int(batch_size)
+        if mode == "p808":
+            self.name = DNSMOSP808Judge.name
         try:
             import onnxruntime as ort
             import speechmos.dnsmos as sd
@@ -76,10 +89,11 @@ class DNSMOSJudge(NaturalnessJudge):
     def score(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[float]:
         if self.mode == "reference":
             return [r["ovrl"] for r in self.score_all(audios, sample_rate)]
+        if self.mode == "p808":
+            return self.score_p808(audios, sample_rate)
         return self.score_fast(audios, sample_rate)
 
-    def score_fast(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[float]:
-        """OVRL from one 9.01 s window per clip (the clip repeated), clips batched through P.835 only."""
+    def _windows(self, audios, sample_rate) -> list[np.ndarray]:
         import speechmos.dnsmos as sd
 
         n = int(sd.INPUT_LENGTH * SAMPLE_RATE)
@@ -87,6 +101,25 @@ class DNSMOSJudge(NaturalnessJudge):
         for i, a in enumerate(audios):
             a = _clip16k(a, i, sample_rate)
             wins.append(np.resize(a, n) if len(a) < n else a[:n])
+        return wins
+
+    def score_p808(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[float]:
+        """P.808 MOS from one 9.01 s window per clip (the clip repeated): speechmos' log-mel features of the window,
+        computed for a batch of clips at once, through the P.808 network."""
+        import librosa
+
+        out: list[float] = []
+        wins = self._windows(audios, sample_rate)
+        for k in tqdm(range(0, len(wins), self.batch_size), desc="DNSMOS P.808", disable=not self.progress):
+            y = np.stack([w[:-160] for w in wins[k: k + self.batch_size]])
+            mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=321, hop_length=160, n_mels=120)
+            feats = np.stack([((librosa.power_to_db(m, ref=np.max) + 40) / 40).T for m in mel]).astype(np.float32)
+            out.extend(float(x) for x in self._dnsmos.p808_onnx_sess.run(None, {"input_1": feats})[0][:, 0])
+        return out
+
+    def score_fast(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[float]:
+        """OVRL from one 9.01 s window per clip (the clip repeated), clips batched through P.835 only."""
+        wins = self._windows(audios, sample_rate)
         out: list[float] = []
         for k in tqdm(range(0, len(wins), self.batch_size), desc="DNSMOS", disable=not self.progress):
             raw = self._dnsmos.onnx_sess.run(None, {"input_1": np.stack(wins[k: k + self.batch_size])})[0]
@@ -95,5 +128,14 @@ class DNSMOSJudge(NaturalnessJudge):
         return out
 
     def describe(self) -> dict:
-        return {"naturalness": self.name, "model": "DNSMOS P.835 (speechmos), OVRL",
-                "mode": "one batched P.835 window per clip" if self.mode == "fast" else "reference windows"}
+        model = "DNSMOS P.808 (speechmos, model_v8)" if self.mode == "p808" else "DNSMOS P.835 (speechmos), OVRL"
+        return {"naturalness": self.name, "model": model, "mode": _MODE_TEXT[self.mode]}
+
+
+class DNSMOSP808Judge(DNSMOSJudge):
+    """DNSMOS P.808 MOS per clip: one batched 9.01 s window (the notebooks' default naturalness judge)."""
+
+    name = "dnsmos_p808"
+
+    def __init__(self, threads: int = 2, progress: bool = False, batch_size: int = 16):
+        super().__init__(threads=threads, progress=progress, mode="p808", batch_size=batch_size)

@@ -1,7 +1,7 @@
 """Judges by name, for the notebooks' ``judges="emotion2vec,qwen3-omni"`` style parameters.
 
 Real judges (GPU, weights): emotion2vec, qwen3-omni, utmos. Demo-world judges (CPU, bundled): prosody, spectral,
-dnsmos. Keyword arguments go to the judge's constructor.
+dnsmos-p808 (DNSMOS's P.808 head, the notebooks' naturalness default) and dnsmos (its P.835 OVRL). Keyword arguments go to the judge's constructor.
 """
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ JUDGES = {
     "qwen3-omni": ("esnlib.judges.qwen3_omni", "Qwen3OmniJudge"),
     "utmos": ("esnlib.judges.utmos", "UtmosJudge"),
     "dnsmos": ("esnlib.judges.dnsmos", "DNSMOSJudge"),
+    "dnsmos-p808": ("esnlib.judges.dnsmos", "DNSMOSP808Judge"),
     "prosody": ("esnlib.judges.demo", "ProsodyJudge"),
     "spectral": ("esnlib.judges.demo", "SpectralJudge"),
 }
 #: the judges that score naturalness (``naturalness=``); the others label emotion (``judges=``)
-NATURALNESS_JUDGES = ("utmos", "dnsmos")
+NATURALNESS_JUDGES = ("utmos", "dnsmos", "dnsmos-p808")
 ALIASES = {"emotion2vec+large": "emotion2vec", "emotion2vec_plus_large": "emotion2vec", "qwen3": "qwen3-omni",
-           "qwen3-omni-30b": "qwen3-omni", "utmos22": "utmos", "dnsmos_ovrl": "dnsmos",
+           "qwen3-omni-30b": "qwen3-omni", "utmos22": "utmos", "dnsmos_ovrl": "dnsmos", "p808": "dnsmos-p808",
            "demo-prosody": "prosody", "demo-spectral": "spectral"}
 
 
