@@ -47,7 +47,8 @@ _MODE_TEXT = {"fast": "one batched P.835 window per clip", "p808": "one batched 
 
 
 class DNSMOSJudge(NaturalnessJudge):
-    """DNSMOS P.835 OVRL per clip (``score``), or all of OVRL/SIG/BAK/P808 (``score_all``)."""
+    """DNSMOS P.835 OVRL per clip (``score``; with ``mode="p808"`` the P.808 MOS instead), or all of
+    OVRL/SIG/BAK/P808 by speechmos' reference procedure (``score_all``)."""
 
     name = "dnsmos_ovrl"
 
