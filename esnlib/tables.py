@@ -89,8 +89,9 @@ def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = T
     """Per judge: self / cross / gap of Δ emotion match (pp) with 95 % cluster-bootstrap CIs over source utterances
     (``self_lo`` .. ``cross_hi``), ``n_pairs`` (self pairs, the diagonal) and ``n_cross_pairs``, McNemar's p of the
     self pairs, Δ posterior of e_tgt (``d_post``, pp, with CI), the self-effect on the text-preserving pairs only
-    (both WERs <= ``max_wer``: ``self_textok`` with CI and ``n_textok``), plus ΔWER (fraction), Δnaturalness (with
-    ``naturalness_n``, the pairs where both sides were scored, and its note) and the intervened WER (fraction).
+    (both WERs <= ``max_wer``: ``self_textok`` with CI and ``n_textok``), plus ΔWER (fraction) and Δnaturalness over
+    every pair (self and cross), each with the same cluster-bootstrap CI (``d_wer_lo`` .. ``d_naturalness_hi``;
+    ``naturalness_n``: the pairs where both sides were scored, and its note) and the intervened WER (fraction).
 
     ``labels`` (e.g. selector="CAS", alpha=1.0) are added as columns so several summaries concatenate into a table.
     """
@@ -100,9 +101,12 @@ def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = T
     rows = rows[rows["target"].isin(targets)]
     b = base.drop_duplicates(keys).set_index(keys)
     r = rows.set_index(keys)
-    d_wer = float((r["wer"] - b["wer"].reindex(r.index)).mean())
+    wer_pairs = (r["wer"] - b["wer"].reindex(r.index)).dropna()
     nat_pairs = (r["naturalness"] - b["naturalness"].reindex(r.index)).dropna()
-    d_nat = float(nat_pairs.mean()) if len(nat_pairs) else float("nan")
+    # the same cluster bootstrap over source utterances as the match effects
+    w_ci, n_ci = (clustered_mean_ci(x.to_numpy(float), x.index.get_level_values("utt_id"))
+                  for x in (wer_pairs, nat_pairs))
+    d_wer, d_nat = w_ci.estimate, n_ci.estimate
     nat_note = naturalness_note(nat_pairs.reset_index(), "pair")
     recs = []
     for j in judge_names(rows):
@@ -112,7 +116,8 @@ def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = T
         tk = clustered_mean_ci((pairs["match"] - pairs["match_base"])[ok].to_numpy(float), pairs["utt_id"][ok])
         recs.append({**labels, "judge": j, **eff, "self_textok": 100 * tk.estimate, "self_textok_lo": 100 * tk.low,
                      "self_textok_hi": 100 * tk.high, "n_textok": int(ok.sum()), "d_wer": d_wer,
-                     "d_naturalness": d_nat, "naturalness_n": len(nat_pairs), "naturalness_note": nat_note,
+                     "d_wer_lo": w_ci.low, "d_wer_hi": w_ci.high, "d_naturalness": d_nat,
+                     "d_naturalness_lo": n_ci.low, "d_naturalness_hi": n_ci.high, "naturalness_n": len(nat_pairs), "naturalness_note": nat_note,
                      "wer": float(r["wer"].mean())})
     return pd.DataFrame(recs)
 

@@ -253,8 +253,22 @@ def test_naturalness_reported_with_its_n():
     rows.loc[rows["utt_id"] != "u3", "naturalness"] = np.nan
     s = X.summarize(rows, base).iloc[0]
     assert s["naturalness_n"] == 16 and s["naturalness_note"] == "(n=16 pairs of 1 source, few clips)"
-    assert list(X.summarize(rows, base).columns).index("naturalness_n") == \
-        list(X.summarize(rows, base).columns).index("d_naturalness") + 1
+    cols = list(X.summarize(rows, base).columns)
+    assert cols[cols.index("d_naturalness"):cols.index("d_naturalness") + 4] == \
+        ["d_naturalness", "d_naturalness_lo", "d_naturalness_hi", "naturalness_n"]
+
+
+def test_summarize_gives_wer_and_naturalness_changes_a_cluster_ci():
+    """ΔWER and Δnaturalness carry a 95 % CI from resampling source utterances, which brackets the estimate, is
+    a point where every pair changed alike, and is wide where one source carries the change."""
+    base = _rows(lambda t, m, rng: "neutral", mask=False)
+    rows = _rows(lambda t, m, rng: "neutral")
+    rows["naturalness"] = 2.5  # every pair -0.5
+    rows.loc[rows["utt_id"] == "u0", "wer"] = 1.0  # one source of 12 breaks its text
+    s = X.summarize(rows, base).iloc[0]
+    assert s["d_naturalness"] == s["d_naturalness_lo"] == s["d_naturalness_hi"] == pytest.approx(-0.5)
+    assert s["d_wer"] == pytest.approx(0.9 / 12)
+    assert s["d_wer_lo"] == pytest.approx(0.0) and s["d_wer_hi"] > 2 * s["d_wer"]
 
 
 def test_effect_ci_brackets_estimate():
