@@ -117,7 +117,8 @@ def summarize(rows: pd.DataFrame, base: pd.DataFrame, targets: Sequence[str] = T
         recs.append({**labels, "judge": j, **eff, "self_textok": 100 * tk.estimate, "self_textok_lo": 100 * tk.low,
                      "self_textok_hi": 100 * tk.high, "n_textok": int(ok.sum()), "d_wer": d_wer,
                      "d_wer_lo": w_ci.low, "d_wer_hi": w_ci.high, "d_naturalness": d_nat,
-                     "d_naturalness_lo": n_ci.low, "d_naturalness_hi": n_ci.high, "naturalness_n": len(nat_pairs), "naturalness_note": nat_note,
+                     "d_naturalness_lo": n_ci.low, "d_naturalness_hi": n_ci.high,
+                     "naturalness_n": len(nat_pairs), "naturalness_note": nat_note,
                      "wer": float(r["wer"].mean())})
     return pd.DataFrame(recs)
 

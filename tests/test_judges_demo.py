@@ -129,7 +129,8 @@ def test_dnsmos_p808_batched_equals_speechmos_window():
              for s, v, e in zip(make_sentences(3, "corpus", 4), ("en-us+m1", "en-us+f3", "en-us+m3"),
                                 ("neutral", "sad", "angry"))]
     j = load_judge("dnsmos-p808")
-    assert isinstance(j, DNSMOSP808Judge) and j.name == "dnsmos_p808" and j.describe()["model"].startswith("DNSMOS P.808")
+    assert isinstance(j, DNSMOSP808Judge) and j.name == "dnsmos_p808"
+    assert j.describe()["model"].startswith("DNSMOS P.808")
     j.batch_size = 2  # a batch boundary inside the three clips
     got = j.score(clips)
     d = j._dnsmos

@@ -1,7 +1,8 @@
 """Judges by name, for the notebooks' ``judges="emotion2vec,qwen3-omni"`` style parameters.
 
 Real judges (GPU, weights): emotion2vec, qwen3-omni, utmos. Demo-world judges (CPU, bundled): prosody, spectral,
-dnsmos-p808 (DNSMOS's P.808 head, the notebooks' naturalness default) and dnsmos (its P.835 OVRL). Keyword arguments go to the judge's constructor.
+dnsmos-p808 (DNSMOS's P.808 head, the notebooks' naturalness default) and dnsmos (its P.835 OVRL). Keyword
+arguments go to the judge's constructor.
 """
 from __future__ import annotations
 

@@ -64,8 +64,12 @@ def main():
     # cost, ABAB
     t_ovrl, t_p808 = [], []
     for _ in range(a.repeats):
-        t = time.process_time(); s_ovrl = np.array(judge.score(clips)); t_ovrl.append((time.process_time() - t) / len(clips))
-        t = time.process_time(); s_p808 = np.array(p808.score(clips)); t_p808.append((time.process_time() - t) / len(clips))
+        t = time.process_time()
+        s_ovrl = np.array(judge.score(clips))
+        t_ovrl.append((time.process_time() - t) / len(clips))
+        t = time.process_time()
+        s_p808 = np.array(p808.score(clips))
+        t_p808.append((time.process_time() - t) / len(clips))
     ratio = np.array(t_ovrl) / np.array(t_p808)
 
     # exactness against speechmos' per-window code on the same 9.01 s window
