@@ -1,6 +1,6 @@
 """Where the time of EVC evaluation goes: each step of ``run_evc_conditions`` timed in one run.
 
-The notebooks' world (batch 64, shards of 16 sources x 4 targets, DNSMOS on the first 16 samples of a shard), a
+The notebooks' world (batch 64, shards of 16 sources x 4 targets, their naturalness judge and per-shard setting), a
 fresh result store, the baseline and two random steering masks (460 neurons, α = 1) on ``--n-utts`` TEST sources,
 batched row-wise as the notebooks batch them. Printed: wall seconds and share of the total for generation (the
 adapter's traced ``generate``), rendering, each judge, naturalness, features and store writes.
@@ -11,6 +11,8 @@ Measured 2026-11-30 at about 23:55, left-padded prompts (before the shared prefi
 naturalness 17.6 % (96 clips), rendering 5.7 %, prosody judge 5.0 %, spectral judge 2.0 %, features 1.9 %.
 Measured 2026-12-01 02:06 with this script, shared prefix: 384 samples in 86.2 s: generation 49.8 % (42.9 s against
 73.4 s), naturalness 27.5 %, rendering 8.1 %, prosody judge 7.5 %, spectral judge 3.1 %, features 2.8 %.
+Both with the notebooks' naturalness of then: DNSMOS P.835 OVRL on the first 16 samples of a shard. Since 2026-12-01
+they score every sample with DNSMOS P.808 (docs/demo_world.md).
 """
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ def main():
     a = ap.parse_args()
     store = tempfile.mkdtemp(prefix="esnlib_profile_")
     try:
-        w = X.load_world("demo", corpus_root=a.corpus_root, results_dir=store, batch_size=64, shard_size=16,
-                         naturalness_per_shard=16, progress=False)
+        S = X.defaults()
+        w = X.load_world("demo", corpus_root=a.corpus_root, results_dir=store, batch_size=S["batch_size"],
+                         shard_size=S["shard_size"], naturalness_per_shard=S["naturalness_per_shard"], progress=False)
         w.adapter.share_prefix = not a.no_share_prefix
         T, N = collections.Counter(), collections.Counter()
 

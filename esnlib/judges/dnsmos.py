@@ -67,18 +67,30 @@ class DNSMOSJudge(NaturalnessJudge):
             raise ImportError("DNSMOSJudge needs `speechmos` and `onnxruntime`: pip install speechmos onnxruntime") from e
         base = os.path.join(os.path.dirname(os.path.abspath(sd.__file__)), "dnsmos_models")
         self._dnsmos = sd.DNSMOS.__new__(sd.DNSMOS)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
+        self._opts = ort.SessionOptions()
+        self._opts.intra_op_num_threads = threads
+        self._opts.inter_op_num_threads = 1
         self._dnsmos.primary_model_path = os.path.join(base, "sig_bak_ovr.onnx")
-        self._dnsmos.onnx_sess = ort.InferenceSession(self._dnsmos.primary_model_path, opts,
-                                                      providers=["CPUExecutionProvider"])
-        self._dnsmos.p808_onnx_sess = ort.InferenceSession(os.path.join(base, "model_v8.onnx"), opts,
-                                                           providers=["CPUExecutionProvider"])
+        self._paths = {"onnx_sess": self._dnsmos.primary_model_path,
+                       "p808_onnx_sess": os.path.join(base, "model_v8.onnx")}
+        self._dnsmos.onnx_sess = self._dnsmos.p808_onnx_sess = None
+        # the heads this mode runs, loaded now; the other one only if score_all needs it
+        self._heads(*{"fast": ("onnx_sess",), "p808": ("p808_onnx_sess",)}.get(mode, tuple(self._paths)))
         self.progress = progress
+
+    def _heads(self, *names: str):
+        """Load the ONNX sessions ``names`` ("onnx_sess": P.835, "p808_onnx_sess": P.808) that are not loaded yet."""
+        import onnxruntime as ort
+
+        for n in names:
+            if getattr(self._dnsmos, n) is None:
+                setattr(self._dnsmos, n, ort.InferenceSession(self._paths[n], self._opts,
+                                                              providers=["CPUExecutionProvider"]))
+        return self._dnsmos
 
     def score_all(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[dict]:
         """``{"ovrl", "sig", "bak", "p808"}`` per clip."""
+        self._heads(*self._paths)
         out = []
         for i, a in enumerate(tqdm(audios, desc="DNSMOS", disable=not self.progress)):
             a = _clip16k(a, i, sample_rate)

@@ -11,7 +11,9 @@ measures, on demo-world speech (espeak-ng, the five emotion profiles):
 * exactness of the batched P.808 path against speechmos' own per-window code (same window, same features);
 * agreement: Pearson / Spearman r between P.808 and OVRL over clips of every emotion and intensity;
 * validity: both scores under graded degradations of the same clips (white noise at falling SNR, hard clipping,
-  a 2 kHz low-pass, extreme prosody at the renderer's limits), with the mean change and its 95 % bootstrap CI.
+  a 2 kHz low-pass, extreme prosody at the renderer's limits), with the mean change and its 95 % bootstrap CI
+  (``esnlib.evaluation.bootstrap_ci``; the recorded bench/results/naturalness_p808_2026-12-01.json came from an
+  earlier copy of the same percentile bootstrap with other random draws).
 
     .venv/bin/python scripts/prototypes/probe_naturalness_p808.py --out bench/results/naturalness_p808.json
 """
@@ -29,12 +31,13 @@ from scipy.stats import pearsonr, spearmanr
 
 from esnlib import tts
 from esnlib.corpora.sentences import CORPUS_VOICES, make_sentences
+from esnlib.evaluation import bootstrap_ci
 from esnlib.judges.dnsmos import DNSMOSJudge
 
 
-def _boot_ci(d: np.ndarray, rng, n: int = 2000) -> list[float]:
-    m = [float(np.mean(rng.choice(d, len(d)))) for _ in range(n)]
-    return [float(np.percentile(m, 2.5)), float(np.percentile(m, 97.5))]
+def _boot_ci(d: np.ndarray) -> list[float]:
+    ci = bootstrap_ci(d)
+    return [ci.low, ci.high]
 
 
 def _noise(a, snr_db, rng):
@@ -78,8 +81,8 @@ def main():
     ref = []
     for c in clips[:20]:
         w = np.resize(c, n) if len(c) < n else c[:n]
-        f = np.array(judge._dnsmos.audio_melspec(audio=w[:-160])).astype("float32")[None]
-        ref.append(float(judge._dnsmos.p808_onnx_sess.run(None, {"input_1": f})[0][0][0]))
+        f = np.array(p808._dnsmos.audio_melspec(audio=w[:-160])).astype("float32")[None]
+        ref.append(float(p808._dnsmos.p808_onnx_sess.run(None, {"input_1": f})[0][0][0]))
     exact = float(np.max(np.abs(np.array(ref) - s_p808[:20])))
 
     # agreement over every emotion and intensity
@@ -106,8 +109,8 @@ def main():
     validity = {}
     for k, cs in degr.items():
         do, dp = np.array(judge.score(cs)) - base_o, np.array(p808.score(cs)) - base_p
-        validity[k] = {"n": len(cs), "d_ovrl": float(do.mean()), "d_ovrl_ci": _boot_ci(do, rng),
-                       "d_p808": float(dp.mean()), "d_p808_ci": _boot_ci(dp, rng)}
+        validity[k] = {"n": len(cs), "d_ovrl": float(do.mean()), "d_ovrl_ci": _boot_ci(do),
+                       "d_p808": float(dp.mean()), "d_p808_ci": _boot_ci(dp)}
     res = {
         "clips": len(clips), "clip_seconds_mean": float(np.mean([len(c) for c in clips]) / 16000),
         "repeats": a.repeats,
