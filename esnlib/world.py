@@ -472,14 +472,17 @@ def defaults(smoke: bool = False) -> dict:
     """Sizes of the notebooks' runs. Full: sized so that the headline conditions (baseline, CAS and random at the
     default r, c, α, the α sweep, deactivation) have ``n_eval`` x 4 = 320 self pairs on the diagonal, the other
     conditions ``n_sweep`` sources per cell. Naturalness (DNSMOS P.808, ~0.015 s of CPU a clip) scores every
-    sample (``naturalness_per_shard`` None); the tables give the n behind every naturalness value. Smoke: tiny,
+    sample (``naturalness_per_shard`` None); the tables give the n behind every naturalness value. SER (notebook
+    08): ``n_ser`` pooled TEST items (80 per emotion) for corpus A's deactivation, amplification and label-free
+    tables — with 100 items the deactivation CI was 18 pp wide and contained 0 (docs/notebooks.md) —, and
+    ``n_ser_transfer`` items of corpus B for the cross-dataset transfer (a secondary table). Smoke: tiny,
     for tests (every figure still drawn, sweeps shortened to two points)."""
     if smoke:
-        return {"n_id": None, "n_eval": 2, "n_cross": 1, "n_sweep": 1, "n_ser": 10, "n_causal": 1, "n_candidates": 6,
-                "corpus_n_utts": 7, "second_corpus_n_utts": 7, "shard_size": 8, "batch_size": 16,
+        return {"n_id": None, "n_eval": 2, "n_cross": 1, "n_sweep": 1, "n_ser": 10, "n_ser_transfer": 10, "n_causal": 1,
+                "n_candidates": 6, "corpus_n_utts": 7, "second_corpus_n_utts": 7, "shard_size": 8, "batch_size": 16,
                 "naturalness_per_shard": None, "paper_rates": (PAPER_RATES[0], PAPER_RATE), "caps": (10, PAPER_CAP),
                 "alphas": (0.5, DEMO_ALPHA), "talker_selectors": ("CAS",)}
-    return {"n_id": None, "n_eval": 80, "n_cross": 8, "n_sweep": 8, "n_ser": 100, "n_causal": 2,
-            "n_candidates": 40, "corpus_n_utts": None, "second_corpus_n_utts": 40, "shard_size": 16,
+    return {"n_id": None, "n_eval": 80, "n_cross": 8, "n_sweep": 8, "n_ser": 400, "n_ser_transfer": 100,
+            "n_causal": 2, "n_candidates": 40, "corpus_n_utts": None, "second_corpus_n_utts": 40, "shard_size": 16,
             "batch_size": 64, "naturalness_per_shard": None, "paper_rates": PAPER_RATES, "caps": CAPS,
             "alphas": DEMO_ALPHAS, "talker_selectors": SELECTORS}

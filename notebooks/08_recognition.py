@@ -123,11 +123,12 @@ else:
     display(Markdown("Cross-dataset transfer needs a second corpus: pass `transfer_corpus_root` (and "
                      "`transfer_corpus`)."))
 if world_b is not None:
-    base_b = X.ser_baseline(world_b, X.TEST, n=n_ser)
+    n_b = S["n_ser_transfer"]  # fewer items than corpus A's tables (each costs 11 SER passes): a secondary table
+    base_b = X.ser_baseline(world_b, X.TEST, n=n_b)
     m_b = X.identify_ser(world_b, selector, rate=r, seed=seed, n=n_id)
     A, B = world.corpus, world_b.corpus
     tr, cells = X.ser_transfer(world_b, {f"A → B ({A} masks)": m, f"B → B ({B} masks)": m_b}, base_b,
-                               n=n_ser, seed=seed)
+                               n=n_b, seed=seed)
     table(tr, "transfer", latex=False)
     table(pd.concat(cells.values(), ignore_index=True), "transfer_ci", latex=False)
     table(X.mask_similarity(m, m_b, world.sites("lm")).set_index("emotion"), "transfer_overlap", latex=False)
