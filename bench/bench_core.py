@@ -12,7 +12,8 @@ Configurations (``--quick`` runs fewer repeats and skips SmolLM2 and batch 64 of
   ref    Qwen2 8 layers, hidden 256, intermediate 1024 (random weights); prompt 32, 64 greedy tokens; batch 1, 4, 64
   smollm SmolLM2-135M-Instruct (real weights, esnlib.models.demo.load_backbone); prompt 32, 32 tokens; batch 1, 4
   demo   the demo LALM (DemoOmni, EVC prompts, talker on) at its notebook batch size (64): capture of the thinker and
-         a row-wise steer (half the rows steered on a random 1 % mask, alpha 1), as the notebooks run them
+         a row-wise steer (half the rows steered on a random 1 % mask, alpha 1), as the notebooks run them: the
+         prompt's shared prefix once per group of rows with the same edit (``prefix_groups``)
 
     .venv/bin/python bench/bench_core.py [--quick] [--only ref,demo] [--batches 1,4] [--repeats N] [--threads 1]
 """
@@ -35,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from esnlib.capture import capture  # noqa: E402
-from esnlib.intervention import Intervention, RowwiseIntervention, generate  # noqa: E402
+from esnlib.intervention import Intervention, RowwiseIntervention, generate, prefix_groups  # noqa: E402
 from esnlib.sites import find_sites, n_neurons  # noqa: E402
 from hook_floor import hook_run  # noqa: E402
 
@@ -187,18 +188,22 @@ def demo_setup(batch):
 
 
 def bench_demo(batch, repeats):
+    """As the notebooks run EVC: the prompt's shared prefix computed once per group of rows with the same edit
+    (``prefix_groups``; one group for bare, capture and a whole-batch steer, two for the row-wise steer)."""
     m, sites, x, gen, rng = demo_setup(batch)
     n = n_neurons(sites)
     iv = Intervention(rng.choice(n, n // 100, replace=False), "steer", 1.0)
     rw = RowwiseIntervention.repeat([None, iv], batch // 2)
-    modes = {"capture": lambda: capture(m, x, sites=sites, fn=m.generate, **gen),
-             "hooks capture": lambda: hook_run(m, x, sites, capture=True, fn=m.generate, **gen),
-             "rowwise steer": lambda: generate(m, x, rw, sites=sites, fn=m.generate, **gen),
-             "hooks rowwise steer": lambda: hook_run(m, x, sites, rw, capture=False, fn=m.generate, **gen)[0],
-             "steer": lambda: generate(m, x, iv, sites=sites, fn=m.generate, **gen),
-             "hooks steer": lambda: hook_run(m, x, sites, iv, capture=False, fn=m.generate, **gen)[0]}
+    one = dict(gen, prefix_groups=prefix_groups(None, batch))
+    two = dict(gen, prefix_groups=prefix_groups(rw, batch))
+    modes = {"capture": lambda: capture(m, x, sites=sites, fn=m.generate, **one),
+             "hooks capture": lambda: hook_run(m, x, sites, capture=True, fn=m.generate, **one),
+             "rowwise steer": lambda: generate(m, x, rw, sites=sites, fn=m.generate, **two),
+             "hooks rowwise steer": lambda: hook_run(m, x, sites, rw, capture=False, fn=m.generate, **two)[0],
+             "steer": lambda: generate(m, x, iv, sites=sites, fn=m.generate, **one),
+             "hooks steer": lambda: hook_run(m, x, sites, iv, capture=False, fn=m.generate, **one)[0]}
     pairs = [("capture", "hooks capture"), ("rowwise steer", "hooks rowwise steer"), ("steer", "hooks steer")]
-    res = measure(f"demo b{batch}", lambda: m.generate(**x, **gen), modes, pairs, repeats)
+    res = measure(f"demo b{batch}", lambda: m.generate(**x, **one), modes, pairs, repeats)
     _print(f"demo LALM (EVC, talker on), batch {batch}", res)
     return {f"batch{batch}": res}
 

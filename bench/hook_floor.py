@@ -3,14 +3,17 @@
 Same edits (``capture._SiteEdits``) and the same accumulation (``capture._Accumulator``) on the same sites, driven
 by ``register_forward_pre_hook`` on the generating module (step count, input ids, attention mask) and
 ``register_forward_hook`` on each site's act_fn. The difference between this and ``esnlib.capture`` /
-``esnlib.generate`` is therefore the interface (nnsight's trace and handoffs) and nothing else.
+``esnlib.generate`` is therefore the interface (nnsight's trace and handoffs) and nothing else. A model that shares
+its prompt prefix across rows (``generate_kwargs["prefix_groups"]``, the demo LALM's EVC batches) is followed with the
+runner's own bookkeeping (``capture._Prefix``): each group's prefix call edited with the group's edit and counted for
+each of its rows.
 """
 from __future__ import annotations
 
 import torch
 
-from esnlib.capture import (CaptureStats, _Accumulator, _eos_ids, _generator_path, _Group, _State,  # noqa: F401
-                            _as_kwargs)
+from esnlib.capture import (CaptureStats, _Accumulator, _eos_ids, _generator_path, _Group, _Prefix,  # noqa: F401
+                            _State, _as_kwargs)
 from esnlib.intervention import _plan
 from esnlib.sites import n_neurons, unwrap
 
@@ -27,9 +30,20 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
             gp = _generator_path(root, ss[0].path)
             groups.append(_Group(ss, sites.index(ss[0]), gp, _eos_ids(root, gp, generate_kwargs), plan))
     state = _State(n_neurons(sites), len(sites), capture)
+    pg = generate_kwargs.get("prefix_groups")
     handles = []
     for grp in groups:
-        ctx = {"step": -1, "ids": None, "am": None, "acc": _Accumulator(grp, state)}
+        prefix = _Prefix(pg) if pg is not None and grp.sites[0].side == "lm" else None
+        ctx = {"step": -1, "ids": None, "am": None, "acc": _Accumulator(grp, state), "seen": -1, "rows": None,
+               "at": 0}
+
+        def where(out, ctx=ctx, prefix=prefix):
+            """(rows, step as edits and statistics count it) of the current call, worked out once per call."""
+            if ctx["seen"] != ctx["step"]:
+                ctx["seen"] = ctx["step"]
+                ctx["rows"], ctx["at"] = prefix.at(ctx["step"], out.shape[0]) if prefix is not None else \
+                    (None, ctx["step"])
+            return ctx["rows"], ctx["at"]
 
         def pre(mod, args, kwargs, ctx=ctx):
             ctx["step"] += 1
@@ -38,12 +52,14 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
         gen_mod = root.get_submodule(grp.gen_path) if grp.gen_path else root
         handles.append(gen_mod.register_forward_pre_hook(pre, with_kwargs=True))
         for k, site in enumerate(grp.sites):
-            def hook(mod, args, out, ctx=ctx, ed=grp.edits[k], k=k, last=k == len(grp.sites) - 1, grp=grp):
+            def hook(mod, args, out, ctx=ctx, ed=grp.edits[k], k=k, last=k == len(grp.sites) - 1, where=where,
+                     n=None if prefix is None else prefix.n):
+                rows, at = where(out)
                 if ed is not None:
-                    ed(out, ctx["step"])
+                    ed(out, at, None if rows is None else rows[:1])
                 if capture:
                     if k == 0:
-                        ctx["acc"].begin(out, ctx["ids"], ctx["am"], ctx["step"])
+                        ctx["acc"].begin(out, ctx["ids"], ctx["am"], at, rows, n)
                     ctx["acc"].site(k, out)
                     if last:
                         ctx["acc"].end()

@@ -92,10 +92,13 @@ rows_csv(base, deact, amp)  # the stored rows carry kind and α
 save(plots.effect_heatmaps({"deactivate: Δ recall": t_d, f"steer α={alpha}: Δ predicted as e_mask": t_a},
                            title="SER: e_mask (rows) × true emotion (columns), pp"), "effects")
 sd, sa = X.ser_self_other(deact, base), self_cross(t_a)
+per_emotion = t_d.loc[[e for e in t_d.index if e in t_d.columns]]
+per_emotion = float(sum(per_emotion.loc[e, e] for e in per_emotion.index) / len(per_emotion))
 display(Markdown(
     f"Deactivation: own emotion's recall {sd['self']:+.1f} pp [{sd['self_lo']:+.1f}, {sd['self_hi']:+.1f}] "
-    f"(mean over emotions, {sd['n_self']} items), other emotions {sd['other']:+.1f} pp [{sd['other_lo']:+.1f}, "
-    f"{sd['other_hi']:+.1f}] (the paper: −13.5 to −36.8 % on the own emotion). Amplification: self "
+    f"(pooled over {sd['n_self']} items, each under its own emotion's mask; the mean of the per-emotion Δ is "
+    f"{per_emotion:+.1f} pp), other emotions {sd['other']:+.1f} pp [{sd['other_lo']:+.1f}, {sd['other_hi']:+.1f}] "
+    f"({sd['n_other']} item-mask pairs; the paper: −13.5 to −36.8 % on the own emotion). Amplification: self "
     f"{sa['self']:+.1f} pp vs cross {sa['cross']:+.1f} pp."))
 ci
 

@@ -182,3 +182,33 @@ def test_shared_prefix_edits_and_capture_match_hooks(tiny, kind):
 def test_adapter_shares_by_default_and_keys_it(tiny):
     on, off = DemoAdapter(model=tiny), DemoAdapter(model=tiny, share_prefix=False)
     assert on.describe()["prompt_prefix"] == "shared" and "prompt_prefix" not in off.describe()
+
+
+def test_benchmark_hook_floor_follows_the_shared_prefix(tiny):
+    """bench/hook_floor.py (the plain-hook floor of bench/bench_core.py's demo configuration) with ``prefix_groups``:
+    the same bits as the runner, so the benchmark compares the two interfaces doing the same work."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from hook_floor import hook_run
+
+    sites = DemoAdapter(model=tiny).sites("lm")
+    n = sum(s.width for s in sites)
+    g = np.random.default_rng(2)
+    inputs = _inputs(tiny, n_rep=2)
+    B = inputs["input_ids"].shape[0]
+    a = Intervention(g.choice(n, n // 4, replace=False), "steer", 3.0)
+    rw = RowwiseIntervention([None, a] * (B // 2))
+    groups = prefix_groups(rw, B)
+    out, stats = generate(tiny, inputs, intervention=rw, sites=sites, capture=True, return_audio=True,
+                          prefix_groups=groups)
+    ref, ref_stats = hook_run(tiny, inputs, sites, rw, capture=True, return_audio=True, prefix_groups=groups)
+    assert torch.equal(out.sequences, ref.sequences) and torch.equal(out.prosody, ref.prosody)
+    for f in ("positive", "sum", "sumsq", "site_tokens"):
+        assert torch.equal(getattr(stats, f), getattr(ref_stats, f)), f
+    # capture alone agrees too, and the edit moved the statistics (so the equalities above are not vacuous)
+    _, one = hook_run(tiny, inputs, sites, None, capture=True, return_audio=True, prefix_groups=groups)
+    _, plain = generate(tiny, inputs, sites=sites, capture=True, return_audio=True, prefix_groups=groups)
+    assert torch.equal(one.sum, plain.sum)
+    assert not torch.equal(one.sum, stats.sum)
