@@ -91,9 +91,7 @@ ci = table(X.ser_effect_ci(deact, base), "deactivation_ci", latex=False)
 rows_csv(base, deact, amp)  # the stored rows carry kind and α
 save(plots.effect_heatmaps({"deactivate: Δ recall": t_d, f"steer α={alpha}: Δ predicted as e_mask": t_a},
                            title="SER: e_mask (rows) × true emotion (columns), pp"), "effects")
-sd, sa = X.ser_self_other(deact, base), self_cross(t_a)
-per_emotion = t_d.loc[[e for e in t_d.index if e in t_d.columns]]
-per_emotion = float(sum(per_emotion.loc[e, e] for e in per_emotion.index) / len(per_emotion))
+sd, sa, per_emotion = X.ser_self_other(deact, base), self_cross(t_a), self_cross(t_d)["self"]
 display(Markdown(
     f"Deactivation: own emotion's recall {sd['self']:+.1f} pp [{sd['self_lo']:+.1f}, {sd['self_hi']:+.1f}] "
     f"(pooled over {sd['n_self']} items, each under its own emotion's mask; the mean of the per-emotion Δ is "

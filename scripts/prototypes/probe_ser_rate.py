@@ -27,7 +27,6 @@ for r in rates:
     m = X.identify_ser(w, selector, rate=r, seed=0)
     rows = X.ser_effects(w, m, kind=kind, alpha=alpha, split="DEVELOPMENT", n=n)
     acc = rows.groupby(["mask_emotion", "emotion"])["correct"].mean()
-    ci = X.ser_effect_ci(rows, base)
     selfs, others = [], []
     for e in m.masks:
         s = 100 * (acc[(e, e)] - bacc[e])
