@@ -18,6 +18,22 @@ from .fsutil import tmp_path_for
 SAMPLE_RATE = 16000
 
 
+_BLAS = None
+
+
+def blas_one_thread():
+    """A context in which numpy's BLAS runs on one thread. Feature code (librosa's mel projection is a matrix
+    product) runs inside it so that a clip gives the same bits whatever the process's thread settings: on some CPUs
+    (AMD EPYC with OpenBLAS' Haswell kernels, 2026-12-01) one and two BLAS threads give different last bits, so a
+    Ray worker (``OMP_NUM_THREADS=1``) computed other features, prosody and tables than the driver. ~20 us a call."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def resample(wav: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     """Polyphase resampling (scipy ``resample_poly``) from ``sr_from`` to ``sr_to``; float32 out."""
     if sr_from <= 0 or sr_to <= 0:

@@ -52,6 +52,23 @@ def test_features_shape_and_cues():
         extract_features(np.zeros(100, np.float32))
 
 
+def test_features_do_not_depend_on_the_blas_thread_count():
+    """The same clip gives the same feature bits whether numpy's BLAS may use one thread or two (a Ray worker runs
+    with OMP_NUM_THREADS=1, the driver with every core). On AMD EPYC with OpenBLAS' Haswell kernels librosa's mel
+    projection alone differs in its last bits between the two (found 2026-12-01 when the Ray tests failed there)."""
+    from threadpoolctl import threadpool_limits
+
+    from esnlib.judges.demo import log_mel
+
+    wav = tts.synthesize(SENTS[0], "en-us+f3", tts.PROFILES["happy"])
+    got = {}
+    for n in (1, 2):
+        with threadpool_limits(limits=n, user_api="blas"):
+            got[n] = (extract_features(wav), log_mel(wav))
+    for a, b in zip(got[1], got[2]):
+        assert a.tobytes() == b.tobytes()
+
+
 def test_renderer_cues_separate_the_emotions():
     """The eight prosody fields reach the waveform: brighter anger, darker and slower sadness (pauses)."""
     import librosa

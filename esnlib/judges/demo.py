@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import tts
-from ..audio import SAMPLE_RATE, resample
+from ..audio import SAMPLE_RATE, blas_one_thread, resample
 from ..progress import tqdm
 from .base import EmotionJudge
 
@@ -220,8 +220,9 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
     """(N_MELS, frames) log-mel power in dB (absolute, so loudness stays a cue)."""
     import librosa
 
-    m = librosa.feature.melspectrogram(y=np.asarray(wav, dtype=np.float32), sr=SAMPLE_RATE, n_fft=1024,
-                                       hop_length=MEL_HOP, n_mels=N_MELS, fmin=50, fmax=8000)
+    with blas_one_thread():
+        m = librosa.feature.melspectrogram(y=np.asarray(wav, dtype=np.float32), sr=SAMPLE_RATE, n_fft=1024,
+                                           hop_length=MEL_HOP, n_mels=N_MELS, fmin=50, fmax=8000)
     return (10 * np.log10(m + 1e-8)).astype(np.float32)
 
 

@@ -1,0 +1,46 @@
+"""CAS's masks under the paper's other edit kinds on DEVELOPMENT: does adding α (eq. 6) or a floor clamp (eq. 7)
+steer where ×(1 + α) (eq. 5) does not? docs/demo_world.md (fifth round) found that CAS's neurons fire for their
+emotion more *often* but *weakly*, so scaling them adds little; adding a constant does not depend on their level.
+Same path as the notebooks (identify -> evaluate_settings -> summarize), r = X.DEMO_RATE, c = 50.
+
+    .venv/bin/python scripts/prototypes/probe_cas_kinds.py N kind:alpha[,kind:alpha...] <corpus> <results> <out>
+
+Recorded: bench/results/cas_kinds_dev_2026-12-01.json (N = 40, steer:1,add:0.25,add:0.5,add:1,clamp:0.5,clamp:1).
+
+A random mask of the same size is run at every add / clamp setting as the control.
+"""
+import sys, time, json, pandas as pd, torch
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+from esnlib import experiments as X
+torch.set_num_threads(2)
+N_DEV = int(sys.argv[1])
+KINDS = [(k, float(a)) for k, a in (s.split(":") for s in sys.argv[2].split(","))]
+CORPUS, RESULTS, OUT = sys.argv[3:6]
+world = X.load_world(corpus_root=CORPUS, corpus="demo", results_dir=RESULTS, batch_size=64, progress=True)
+t0 = time.time()
+cas = X.identify(world, "CAS", rate=X.DEMO_RATE, cap=50)
+rnd = X.identify(world, "random", rate=X.DEMO_RATE, cap=50)
+print("identified", round(time.time() - t0), "s; successes", cas.n_success, flush=True)
+base = X.baseline(world, "DEVELOPMENT", n=N_DEV)
+settings, names = [], []
+for k, a in KINDS:
+    settings.append((cas, k, a)); names.append(f"CAS {k} a={a:g}")
+    if k in ("add", "clamp"):
+        settings.append((rnd, k, a)); names.append(f"random {k} a={a:g}")
+outs = X.evaluate_settings(world, settings, "DEVELOPMENT", n=N_DEV, n_cross=8)
+tab = pd.concat([X.summarize(o, base, setting=nm) for o, nm in zip(outs, names)])
+pd.set_option("display.width", 250); pd.set_option("display.max_columns", 40)
+cols = [c for c in ["setting", "judge", "self", "self_lo", "self_hi", "cross", "gap", "n_pairs", "self_textok",
+                    "n_textok", "d_post", "d_wer", "wer", "d_naturalness"] if c in tab.columns]
+print(tab[cols].round(3).to_string(), flush=True)
+tab.to_csv(f"{OUT}/cas_kinds_dev.csv", index=False)
+per = []
+for nm, o in zip(names, outs):
+    for j in world.judges:
+        d = o[o["mask_emotion"] == o["target"]].merge(base, on=["utt_id", "target"], suffixes=("", "_b"))
+        per.append({"setting": nm, "judge": j, **{e: round(100 * (d[d.target == e][f"match_{j}"].mean()
+                                                                   - d[d.target == e][f"match_{j}_b"].mean()), 1)
+                                                   for e in X.TARGET_EMOTIONS}})
+print(pd.DataFrame(per).to_string(), flush=True)
+json.dump({"n_dev": N_DEV, "rate": X.DEMO_RATE, "cap": 50, "table": tab[cols].round(4).to_dict("records"),
+           "per_emotion": per, "seconds": round(time.time() - t0)}, open(f"{OUT}/cas_kinds_dev.json", "w"), indent=1)
