@@ -34,6 +34,16 @@ def blas_one_thread():
     return _BLAS.limit(limits=1, user_api="blas")
 
 
+def mel_power(y: np.ndarray, **kw) -> np.ndarray:
+    """librosa's mel power spectrogram of ``y`` (one clip or a batch, last axis time; ``kw`` as
+    ``librosa.feature.melspectrogram``) computed with BLAS on one thread (:func:`blas_one_thread`). Every mel feature
+    in esnlib goes through here, so a clip gives the same bits in every process."""
+    import librosa
+
+    with blas_one_thread():
+        return librosa.feature.melspectrogram(y=y, **kw)
+
+
 def resample(wav: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     """Polyphase resampling (scipy ``resample_poly``) from ``sr_from`` to ``sr_to``; float32 out."""
     if sr_from <= 0 or sr_to <= 0:

@@ -69,6 +69,19 @@ def test_features_do_not_depend_on_the_blas_thread_count():
         assert a.tobytes() == b.tobytes()
 
 
+def test_every_mel_feature_goes_through_the_one_thread_helper():
+    """esnlib computes mel spectrograms only through ``audio.mel_power`` (BLAS on one thread), so a new feature site
+    cannot silently bring back thread-dependent bits."""
+    from pathlib import Path
+
+    import esnlib
+
+    root = Path(esnlib.__file__).parent
+    direct = [str(p.relative_to(root)) for p in root.rglob("*.py")
+              if "melspectrogram(" in p.read_text() and p.name != "audio.py"]
+    assert direct == [], f"call esnlib.audio.mel_power instead of librosa's melspectrogram in {direct}"
+
+
 def test_renderer_cues_separate_the_emotions():
     """The eight prosody fields reach the waveform: brighter anger, darker and slower sadness (pauses)."""
     import librosa

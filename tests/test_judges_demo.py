@@ -144,9 +144,11 @@ def test_dnsmos_p808_batched_equals_speechmos_window():
     noisy = [np.clip(c + rng.normal(0, 0.3 * np.sqrt(np.mean(c ** 2)) * 3, c.shape), -1, 1).astype(np.float32)
              for c in clips]
     assert np.mean(j.score(noisy)) < np.mean(got) - 0.3
+    # one judge by two names: the same bits for the same batches (a matrix product's last bits can depend on its
+    # shape, so other batch sizes need not agree bit for bit)
     same = DNSMOSJudge(mode="p808")
-    same.batch_size = j.batch_size  # one judge by two names: the same bits for the same batches (a matrix product's
-    assert same.score(clips) == got  # last bits can depend on its shape, so other batches need not agree bit for bit)
+    same.batch_size = j.batch_size
+    assert same.score(clips) == got
 
 
 @pytest.mark.slow

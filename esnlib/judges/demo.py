@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import tts
-from ..audio import SAMPLE_RATE, blas_one_thread, resample
+from ..audio import SAMPLE_RATE, mel_power, resample
 from ..progress import tqdm
 from .base import EmotionJudge
 
@@ -218,11 +218,8 @@ MEL_HOP = 320  # 20 ms
 
 def log_mel(wav: np.ndarray) -> np.ndarray:
     """(N_MELS, frames) log-mel power in dB (absolute, so loudness stays a cue)."""
-    import librosa
-
-    with blas_one_thread():
-        m = librosa.feature.melspectrogram(y=np.asarray(wav, dtype=np.float32), sr=SAMPLE_RATE, n_fft=1024,
-                                           hop_length=MEL_HOP, n_mels=N_MELS, fmin=50, fmax=8000)
+    m = mel_power(np.asarray(wav, dtype=np.float32), sr=SAMPLE_RATE, n_fft=1024, hop_length=MEL_HOP, n_mels=N_MELS,
+                  fmin=50, fmax=8000)
     return (10 * np.log10(m + 1e-8)).astype(np.float32)
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, blas_one_thread, resample, to_16k_clip
+from ..audio import SAMPLE_RATE, mel_power, resample, to_16k_clip
 from ..progress import tqdm
 from .base import NaturalnessJudge
 
@@ -125,8 +125,7 @@ class DNSMOSJudge(NaturalnessJudge):
         wins = self._windows(audios, sample_rate)
         for k in tqdm(range(0, len(wins), self.batch_size), desc="DNSMOS P.808", disable=not self.progress):
             y = np.stack([w[:-160] for w in wins[k: k + self.batch_size]])
-            with blas_one_thread():
-                mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=321, hop_length=160, n_mels=120)
+            mel = mel_power(y, sr=SAMPLE_RATE, n_fft=321, hop_length=160, n_mels=120)
             feats = np.stack([((librosa.power_to_db(m, ref=np.max) + 40) / 40).T for m in mel]).astype(np.float32)
             out.extend(float(x) for x in self._dnsmos.p808_onnx_sess.run(None, {"input_1": feats})[0][:, 0])
         return out

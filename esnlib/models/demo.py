@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from .. import tts
-from ..audio import blas_one_thread
+from ..audio import mel_power
 from ..constants import EMOTIONS
 from ..corpora.base import Utterance
 from ..corpora.sentences import CORPUS_VOICES
@@ -205,10 +205,7 @@ def extract_features(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndar
         wav = librosa.resample(wav, orig_sr=sample_rate, target_sr=SAMPLE_RATE).astype(np.float32)
     if len(wav) < 2 * WIN:
         raise ValueError(f"audio too short ({len(wav)} samples); the demo LALM needs at least {2 * WIN} at 16 kHz")
-    with blas_one_thread():
-        mel = librosa.feature.melspectrogram(
-            y=wav, sr=SAMPLE_RATE, n_fft=WIN, hop_length=HOP, win_length=WIN, n_mels=N_MELS, fmin=50, fmax=8000
-        )
+    mel = mel_power(wav, sr=SAMPLE_RATE, n_fft=WIN, hop_length=HOP, win_length=WIN, n_mels=N_MELS, fmin=50, fmax=8000)
     logmel = (np.log10(mel + 1e-6) + 4.0) / 3.0
     f0 = librosa.yin(wav, fmin=60, fmax=600, sr=SAMPLE_RATE, frame_length=1024, hop_length=HOP)
     rms = librosa.feature.rms(y=wav, frame_length=WIN, hop_length=HOP)[0]
