@@ -103,7 +103,7 @@ def measure(name, bare, modes, pairs, repeats, seed=0):
            "bare_s": {"wall_median": statistics.median(w for w, _ in raw["bare"]),
                       "cpu_median": statistics.median(c for _, c in raw["bare"])},
            "wall": {k: _summary(v) for k, v in wall.items()}, "cpu": {k: _summary(v) for k, v in cpu.items()},
-           "raw_s": raw}
+           "raw_s": raw, "ratios": {"wall": wall, "cpu": cpu}}
     return res
 
 
