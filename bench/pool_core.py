@@ -25,18 +25,19 @@ def pool(runs: list[dict], draws: int = 10_000, seed: int = 0) -> dict:
     """{mode: {"ratio", "lo", "hi", "n", "per_run"}}: mean CPU time over mean bare CPU time, per run and pooled."""
     rng = np.random.default_rng(seed)
     modes = [k for k in runs[0]["raw_s"] if k != "bare"]
+    bs = [_cpu(r["raw_s"], "bare") for r in runs]
     out = {}
     for k in modes:
         xs = [_cpu(r["raw_s"], k) for r in runs]
-        bs = [_cpu(r["raw_s"], "bare") for r in runs]
-        w = np.array([len(x) for x in xs], dtype=float) / sum(len(x) for x in xs)
-        ratio = float(w @ [x.mean() / b.mean() for x, b in zip(xs, bs)])
+        n = sum(len(x) for x in xs)
+        w = np.array([len(x) for x in xs], dtype=float) / n
+        per_run = [float(x.mean() / b.mean()) for x, b in zip(xs, bs)]
         boot = np.empty(draws)
         for d in range(draws):
             boot[d] = w @ [x[rng.integers(0, len(x), len(x))].mean() / b[rng.integers(0, len(b), len(b))].mean()
                            for x, b in zip(xs, bs)]
-        out[k] = {"ratio": float(ratio), "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5)),
-                  "n": int(sum(len(x) for x in xs)), "per_run": [float(x.mean() / b.mean()) for x, b in zip(xs, bs)]}
+        out[k] = {"ratio": float(w @ per_run), "lo": float(np.percentile(boot, 2.5)),
+                  "hi": float(np.percentile(boot, 97.5)), "n": int(n), "per_run": per_run}
     return out
 
 
