@@ -1,19 +1,16 @@
 """The floor for bench_core.py: plain PyTorch forward hooks doing what esnlib's nnsight runner does.
 
-Same edits (``capture._SiteEdits``) and the same accumulation (``capture._Accumulator``) on the same sites, driven
-by ``register_forward_pre_hook`` on the generating module (step count, input ids, attention mask) and
-``register_forward_hook`` on each site's act_fn. The difference between this and ``esnlib.capture`` /
-``esnlib.generate`` is therefore the interface (nnsight's trace and handoffs) and nothing else. A model that shares
-its prompt prefix across rows (``generate_kwargs["prefix_groups"]``, the demo LALM's EVC batches) is followed with the
-runner's own bookkeeping (``capture._Prefix``): each group's prefix call edited with the group's edit and counted for
-each of its rows.
+The same per-call code as the runner (``capture._Served``: each site's edit, then the statistics) on the same sites,
+driven by ``register_forward_pre_hook`` on the generating module (step count, input ids, attention mask) and
+``register_forward_hook`` on each visited site's act_fn (every site under capture, the edited ones otherwise, as the
+runner visits them). The difference between this and ``esnlib.capture`` / ``esnlib.generate`` is therefore the
+interface (nnsight's trace and handoffs) and nothing else. A model that shares its prompt prefix across rows
+(``generate_kwargs["prefix_groups"]``, the demo LALM's EVC batches) is followed with the runner's own bookkeeping
+(``capture._Prefix``): each group's prefix call edited with the group's edit and counted for each of its rows.
 """
 from __future__ import annotations
 
-import torch
-
-from esnlib.capture import (CaptureStats, _Accumulator, _eos_ids, _generator_path, _Group, _Prefix,  # noqa: F401
-                            _State, _as_kwargs)
+from esnlib.capture import CaptureStats, _as_kwargs, _eos_ids, _generator_path, _Group, _Prefix, _Served, _State
 from esnlib.intervention import _plan
 from esnlib.sites import n_neurons, unwrap
 
@@ -34,16 +31,8 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
     handles = []
     for grp in groups:
         prefix = _Prefix(pg) if pg is not None and grp.sites[0].side == "lm" else None
-        ctx = {"step": -1, "ids": None, "am": None, "acc": _Accumulator(grp, state), "seen": -1, "rows": None,
-               "at": 0}
-
-        def where(out, ctx=ctx, prefix=prefix):
-            """(rows, step as edits and statistics count it) of the current call, worked out once per call."""
-            if ctx["seen"] != ctx["step"]:
-                ctx["seen"] = ctx["step"]
-                ctx["rows"], ctx["at"] = prefix.at(ctx["step"], out.shape[0]) if prefix is not None else \
-                    (None, ctx["step"])
-            return ctx["rows"], ctx["at"]
+        run = _Served(grp, state, prefix)
+        ctx = {"step": -1, "ids": None, "am": None}
 
         def pre(mod, args, kwargs, ctx=ctx):
             ctx["step"] += 1
@@ -51,20 +40,15 @@ def hook_run(model, inputs, sites, intervention=None, capture=True, fn=None, **g
 
         gen_mod = root.get_submodule(grp.gen_path) if grp.gen_path else root
         handles.append(gen_mod.register_forward_pre_hook(pre, with_kwargs=True))
-        for k, site in enumerate(grp.sites):
-            def hook(mod, args, out, ctx=ctx, ed=grp.edits[k], k=k, last=k == len(grp.sites) - 1, where=where,
-                     n=None if prefix is None else prefix.n):
-                rows, at = where(out)
-                if ed is not None:
-                    ed(out, at, None if rows is None else rows[:1])
-                if capture:
-                    if k == 0:
-                        ctx["acc"].begin(out, ctx["ids"], ctx["am"], at, rows, n)
-                    ctx["acc"].site(k, out)
-                    if last:
-                        ctx["acc"].end()
-            if capture or grp.edits[k] is not None:
-                handles.append(site.module.register_forward_hook(hook))
+        visit = [k for k in range(len(grp.sites)) if capture or grp.edits[k] is not None]
+        for k in visit:
+            def hook(mod, args, out, k=k, first=k == visit[0], last=k == visit[-1], run=run, ctx=ctx):
+                if first:
+                    run.open(ctx["step"], out, ctx["ids"], ctx["am"])
+                run.site(k, out)
+                if last:
+                    run.close()
+            handles.append(grp.sites[k].module.register_forward_hook(hook))
     try:
         call = fn if fn is not None else root.generate
         out = call(**_as_kwargs(inputs), **generate_kwargs)

@@ -347,6 +347,17 @@ class _Accumulator:
         self.valid = self.w = self.rows = None
 
 
+def group_rows(groups) -> list[torch.Tensor]:
+    """The batch rows of each prefix group, in group order, from one group id per row numbered 0..k-1
+    (``intervention.prefix_groups``); anything else is a ValueError naming the ids given."""
+    g = torch.as_tensor(groups, dtype=torch.long).flatten()
+    k = int(g.max()) + 1 if len(g) else 0
+    if sorted(set(g.tolist())) != list(range(k)):
+        raise ValueError(f"prefix_groups must number the row groups 0..k-1 (intervention.prefix_groups), got "
+                         f"{sorted(set(g.tolist()))}")
+    return [torch.nonzero(g == j).flatten() for j in range(k)]
+
+
 class _Prefix:
     """The generating-module calls of a model that runs a prompt prefix shared by all rows once per group of rows
     with equal edits (``generate(prefix_groups=...)``, ``intervention.prefix_groups``): calls 0..k-1 are the k groups'
@@ -355,12 +366,8 @@ class _Prefix:
     not, and the calls are the usual ones."""
 
     def __init__(self, groups):
-        g = torch.as_tensor(groups, dtype=torch.long).flatten()
-        self.n, self.k = len(g), int(g.max()) + 1 if len(g) else 0
-        if sorted(set(g.tolist())) != list(range(self.k)):
-            raise ValueError(f"prefix_groups must number the row groups 0..k-1 (intervention.prefix_groups), got "
-                             f"{sorted(set(g.tolist()))}")
-        self.rows = [torch.nonzero(g == j).flatten() for j in range(self.k)]
+        self.rows = group_rows(groups)
+        self.n, self.k = sum(len(r) for r in self.rows), len(self.rows)
         self.shared = None
 
     def at(self, step: int, b: int):
@@ -376,42 +383,59 @@ class _Prefix:
         return (self.rows[step], 0) if step < self.k else (None, step - self.k)
 
 
-def _group_loop(tracer, group: _Group, state: _State, prefix: _Prefix | None = None):
-    """Per step: visit the sites (and, to count positions, the generating module's inputs), edit, accumulate.
+class _Served:
+    """What the runner does with the activations one side's sites serve during a call: each site's edit, then its
+    statistics. ``open`` starts a call (a generation step) at its first visited site, ``site`` takes each visited
+    site's activation in layer order, ``close`` ends the call. With ``prefix`` (a model sharing its prompt prefix
+    across rows, :class:`_Prefix`) a group's prefix call is edited with the group's edit (its first row's) and its
+    statistics count for each of the group's rows. The nnsight loop (:func:`_group_loop`) and the plain-hook floor
+    of the benchmark (``bench/hook_floor.py``) both drive this, so they differ only in how activations are served."""
 
-    Edit-only runs visit only the sites that carry an edit, and not the inputs: fewer handoffs per step. With
-    ``prefix`` (a model sharing its prompt prefix across rows, :class:`_Prefix`) a group's prefix call is edited with
-    the group's edit (its first row's) and its statistics count for each of the group's rows."""
-    if not state.capture:
-        pairs = [(act, ed) for act, ed in zip(group.acts, group.edits) if ed is not None]
-        if not pairs:
-            return
-        for step in tracer.iter[:]:
-            rows, at = None, step
-            for j, (act, ed) in enumerate(pairs):
-                g = act.output
-                if j == 0 and prefix is not None:
-                    rows, at = prefix.at(step, g.shape[0])
-                ed(g, at, None if rows is None else rows[:1])
-                del g
+    def __init__(self, group: _Group, state: _State, prefix: _Prefix | None = None):
+        self.edits, self.prefix = group.edits, prefix
+        self.acc = _Accumulator(group, state) if state.capture else None
+        self.n = None if prefix is None else prefix.n
+        self.rows = self.edit_rows = None
+        self.at = 0
+
+    def open(self, step: int, g: torch.Tensor, ids=None, am=None):
+        self.rows, self.at = self.prefix.at(step, g.shape[0]) if self.prefix is not None else (None, step)
+        self.edit_rows = None if self.rows is None else self.rows[:1]
+        if self.acc is not None:
+            self.acc.begin(g, ids, am, self.at, self.rows, self.n)
+
+    def site(self, k: int, g: torch.Tensor):
+        ed = self.edits[k]
+        if ed is not None:
+            ed(g, self.at, self.edit_rows)
+        if self.acc is not None:
+            self.acc.site(k, g)
+
+    def close(self):
+        if self.acc is not None:
+            self.acc.end()
+
+
+def _group_loop(tracer, group: _Group, state: _State, prefix: _Prefix | None = None):
+    """Per step: visit the sites (and, to count positions, the generating module's inputs) and hand each served
+    activation to :class:`_Served`. Edit-only runs visit only the sites that carry an edit, and not the inputs:
+    fewer handoffs per step."""
+    visit = [(k, act) for k, act in enumerate(group.acts) if state.capture or group.edits[k] is not None]
+    if not visit:
         return
-    pairs = list(zip(group.acts, group.edits))
-    acc = _Accumulator(group, state)
+    run = _Served(group, state, prefix)
     for step in tracer.iter[:]:
-        _, kw = group.gen.inputs
-        ids, am = kw.get("input_ids"), kw.get("attention_mask")
-        rows, at = None, step
-        for k, (act, ed) in enumerate(pairs):
+        ids = am = None
+        if state.capture:
+            _, kw = group.gen.inputs
+            ids, am = kw.get("input_ids"), kw.get("attention_mask")
+        for j, (k, act) in enumerate(visit):
             g = act.output
-            if k == 0 and prefix is not None:
-                rows, at = prefix.at(step, g.shape[0])
-            if ed is not None:
-                ed(g, at, None if rows is None else rows[:1])
-            if k == 0:
-                acc.begin(g, ids, am, at, rows, None if prefix is None else prefix.n)
-            acc.site(k, g)
+            if j == 0:
+                run.open(step, g, ids, am)
+            run.site(k, g)
             del g  # the served activation must not outlive its layer (a prompt's is (b, t, width))
-        acc.end()
+        run.close()
 
 
 def _trace_one(env, run, kwargs, generate_kwargs, group, state, prefix=None):

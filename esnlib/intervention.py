@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .capture import run_traced
+from .capture import group_rows, run_traced  # noqa: F401 (group_rows: for models that share a prompt prefix)
 from .edits import EDIT_KINDS, KINDS, check_kind_alpha
 from .sites import Site, find_sites, n_neurons, split_by_site, unwrap
 

@@ -60,6 +60,10 @@ def test_shared_prefix_is_the_same_function(tiny):
     assert torch.equal(same.prosody, ref.prosody)
     with pytest.raises(ValueError, match="one group id per row"):
         tiny.generate(**inputs, return_audio=True, prefix_groups=torch.zeros(B - 1, dtype=torch.long))
+    # groups not numbered 0..k-1 (here 0 and 2): the same ValueError as the runner's, before any prefix runs
+    gaps = torch.tensor([0, 2] * (B // 2))
+    with pytest.raises(ValueError, match=r"0\.\.k-1 .*got \[0, 2\]"):
+        tiny.generate(**inputs, return_audio=True, prefix_groups=gaps)
 
 
 def _hook_run(m, sites, inputs, groups, row_edits):

@@ -49,7 +49,7 @@ from ..audio import mel_power
 from ..constants import EMOTIONS
 from ..corpora.base import Utterance
 from ..corpora.sentences import CORPUS_VOICES
-from ..intervention import batch_rows, prefix_groups
+from ..intervention import batch_rows, group_rows, prefix_groups
 from .base import Generation, ModelAdapter
 
 SAMPLE_RATE = 16000
@@ -439,8 +439,9 @@ class DemoOmni(nn.Module):
         if shared is not None:
             ids2, am2, P, groups = shared
             emb = self.embed_inputs(ids2, input_features, feature_attention_mask)
+            firsts = [int(rows[0]) for rows in group_rows(groups)]  # each group's prefix runs on its first row
             caches = [self.thinker(inputs_embeds=emb[r:r + 1, :P], attention_mask=am2[r:r + 1, :P],
-                                   use_cache=True).past_key_values for r in self._first_rows(groups)]
+                                   use_cache=True).past_key_values for r in firsts]
             cache = caches[0]
             for i, layer in enumerate(cache.layers):  # the groups' caches stacked, then one copy per row
                 layer.keys = torch.cat([c.layers[i].keys for c in caches])
@@ -455,10 +456,6 @@ class DemoOmni(nn.Module):
             return DemoOutput(sequences=_generated(out.sequences, input_ids), thinker_output=out)
         gen, states, valid = self.talker_inputs(out, input_ids)
         return DemoOutput(sequences=gen, prosody=self.talker_forward(states, valid), thinker_output=out)
-
-    @staticmethod
-    def _first_rows(groups: torch.Tensor) -> list[int]:
-        return [int(torch.nonzero(groups == j)[0]) for j in range(int(groups.max()) + 1)]
 
     def _shared_prefix(self, input_ids, attention_mask, prefix_groups):
         """(ids, attention mask, P, groups) laid out [prefix][padding][rest] when rows can share a prompt prefix

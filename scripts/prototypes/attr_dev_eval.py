@@ -4,7 +4,7 @@ given alphas only.
 
     .venv/bin/python scripts/prototypes/attr_dev_eval.py N r alpha[,alpha2] <corpus root> <results dir> <out folder> [--only-attr]
 """
-import sys, time, numpy as np, pandas as pd, torch
+import sys, time, pandas as pd, torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 from esnlib import experiments as X
 torch.set_num_threads(2)
@@ -33,10 +33,7 @@ print(tab[cols].round(3).to_string(), flush=True)
 tab.to_csv(f"{OUT}/dev_eval_r{RATE:g}.csv", index=False)
 for nm, o in zip(names, outs):
     o.to_csv(f"{OUT}/rows_{nm.replace(' ', '_').replace('=', '')}.csv", index=False)
-per = []
-for nm, o in zip(names, outs):
-    for j in world.judges:
-        d = o[o["mask_emotion"] == o["target"]].merge(base, on=["utt_id", "target"], suffixes=("", "_b"))
-        per.append({"setting": nm, "judge": j, **{e: round(100 * (d[d.target == e][f"match_{j}"].mean() - d[d.target == e][f"match_{j}_b"].mean()), 1) for e in X.TARGET_EMOTIONS}})
+per = [{"setting": nm, "judge": j, **r} for nm, o in zip(names, outs) for j in world.judges
+       for r in X.effect_ci(o, base, j).round(4).to_dict("records")]  # per e_tgt: Δ match (pp), CI, n, McNemar p
 print(pd.DataFrame(per).to_string(), flush=True)
 print("seconds", round(time.time() - t0), flush=True)

@@ -6,6 +6,8 @@ Same path as the notebooks (identify -> evaluate_settings -> summarize), r = X.D
     .venv/bin/python scripts/prototypes/probe_cas_kinds.py N kind:alpha[,kind:alpha...] <corpus> <results> <out>
 
 Recorded: bench/results/cas_kinds_dev_2026-12-01.json (N = 40, steer:1,add:0.25,add:0.5,add:1,clamp:0.5,clamp:1).
+Its per_emotion block came from an earlier per-emotion loop (Δ match only, one column per e_tgt); the script now
+writes esnlib.tables.effect_ci's long rows (the same Δ, with CI, n and McNemar p).
 
 A random mask of the same size is run at every add / clamp setting as the control.
 """
@@ -34,13 +36,8 @@ cols = [c for c in ["setting", "judge", "self", "self_lo", "self_hi", "cross", "
                     "n_textok", "d_post", "d_wer", "wer", "d_naturalness"] if c in tab.columns]
 print(tab[cols].round(3).to_string(), flush=True)
 tab.to_csv(f"{OUT}/cas_kinds_dev.csv", index=False)
-per = []
-for nm, o in zip(names, outs):
-    for j in world.judges:
-        d = o[o["mask_emotion"] == o["target"]].merge(base, on=["utt_id", "target"], suffixes=("", "_b"))
-        per.append({"setting": nm, "judge": j, **{e: round(100 * (d[d.target == e][f"match_{j}"].mean()
-                                                                   - d[d.target == e][f"match_{j}_b"].mean()), 1)
-                                                   for e in X.TARGET_EMOTIONS}})
+per = [{"setting": nm, "judge": j, **r} for nm, o in zip(names, outs) for j in world.judges
+       for r in X.effect_ci(o, base, j).round(4).to_dict("records")]  # per e_tgt: Δ match (pp), CI, n, McNemar p
 print(pd.DataFrame(per).to_string(), flush=True)
 json.dump({"n_dev": N_DEV, "rate": X.DEMO_RATE, "cap": 50, "table": tab[cols].round(4).to_dict("records"),
            "per_emotion": per, "seconds": round(time.time() - t0)}, open(f"{OUT}/cas_kinds_dev.json", "w"), indent=1)
