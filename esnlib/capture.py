@@ -191,11 +191,25 @@ class _Group:
         self.edits = [_SiteEdits.build(plan[i]) for i in self.site_ids] if plan is not None else [None] * len(sites)
 
 
+#: what the statistics count: every position of the generation (the paper's "full activation tensor produced during
+#: generation") or, on the LM side, the decoding steps only (the generated tokens as they are fed back; the talker
+#: side always counts everything)
+STAT_POSITIONS = ("all", "generated")
+
+
+def check_stat_positions(stat_positions: str) -> str:
+    if stat_positions not in STAT_POSITIONS:
+        raise ValueError(f"stat_positions must be one of {STAT_POSITIONS} (what the activation statistics count), got "
+                         f"{stat_positions!r}")
+    return stat_positions
+
+
 class _State:
     """Accumulators created outside the trace; filled at the first step (batch size known then)."""
 
-    def __init__(self, n: int, n_sites: int, capture: bool):
+    def __init__(self, n: int, n_sites: int, capture: bool, stat_positions: str = "all"):
         self.n, self.n_sites, self.capture = n, n_sites, capture
+        self.stat_positions = check_stat_positions(stat_positions)
         self.pos = self.sum = self.sumsq = self.site_tokens = None
 
     def alloc(self, b: int, device):
@@ -271,10 +285,12 @@ class _Accumulator:
     one site's served activation, ``end`` closes the step. A prompt (t > 1) is reduced site by site the moment it is
     served, so no site's (b, t, width) activation outlives its layer; a decoding step's (b, 1, width) activations
     are joined into a preallocated buffer (``cat``) and reduced in one fused update at ``end``. Same operations and
-    order as the per-site reference (tests/conftest.py ``hook_stats``), so the sums are bit-identical to it."""
+    order as the per-site reference (tests/conftest.py ``hook_stats``), so the sums are bit-identical to it. With
+    ``stat_positions="generated"`` the LM side's prompt calls (more than one position a row) count nothing."""
 
     def __init__(self, group: _Group, state: _State):
         self.group, self.state = group, state
+        self.prompt = not (state.stat_positions == "generated" and group.sites[0].side == "lm")
         self.cols = [slice(s.offset - group.start, s.stop - group.start) for s in group.sites]
         self.buf = None  # _alloc makes the side's tensors at the first step, when batch size and device are known
         self.t = self.valid = self.w = self.rows = None
@@ -300,6 +316,8 @@ class _Accumulator:
             self._alloc(g0, g0.shape[0] if batch is None else batch)
         dev = self.dev
         t = self.t = g0.shape[1]
+        if t > 1 and not self.prompt:  # a prompt call, not counted: site() sees no weights and skips it
+            return
         self.rows = rows.to(dev) if rows is not None else None
         if rows is not None:
             valid = am[:, -t:].to(dev).bool() if am is not None and am.dim() == 2 else \
@@ -323,6 +341,8 @@ class _Accumulator:
     def site(self, k: int, g: torch.Tensor):
         if self.t == 1:
             self.gs.append(g)
+            return
+        if self.w is None:
             return
         sl = self.cols[k]
         gv = g.float() * self.w
@@ -463,7 +483,8 @@ def _as_kwargs(inputs) -> dict:
 
 
 def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = "lm", fn: Callable | None = None,
-               capture: bool = True, plan=None, step_modules: dict | None = None, **generate_kwargs):
+               capture: bool = True, plan=None, step_modules: dict | None = None, stat_positions: str = "all",
+               **generate_kwargs):
     """Run generation once under nnsight, visiting each site once per step (capture and/or edits).
 
     plan: None or, per site, a list of edits: (local index tensor, kind, alpha, positions) tuples or callables
@@ -471,7 +492,10 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
     step_modules: {"lm" | "talker": module path} of the module a custom generation loop (``fn``) calls once per
     decoding step, for models whose loop bypasses the nearest ``generate``-owning ancestor's forward (MiniCPM-o's TTS
     loop calls ``tts.model``); default: that ancestor, else the decoder holding the layer stack.
+    stat_positions: what the statistics count (:data:`STAT_POSITIONS`): "all" (default, the paper) or "generated"
+    (the LM side's decoding steps only).
     """
+    check_stat_positions(stat_positions)
     root = unwrap(model)
     if sites is None:
         sites = find_sites(root, scope=scope)
@@ -500,7 +524,7 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
     for g in groups:
         g.acts = [acts[i] for i in g.site_ids]
         g.gen = gens[gen_paths.index(g.gen_path)]
-    state = _State(n_neurons(sites), len(sites), capture)
+    state = _State(n_neurons(sites), len(sites), capture, stat_positions)
     # a model that runs its prompt's shared prefix once per group of rows (DemoOmni.generate(prefix_groups=...))
     pg = generate_kwargs.get("prefix_groups")
     prefix = _Prefix(pg) if pg is not None else None
@@ -523,9 +547,11 @@ def run_traced(model, inputs, sites: Sequence[Site] | None = None, scope: str = 
 
 
 def capture(model, inputs, sites: Sequence[Site] | None = None, scope: str = "lm", fn: Callable | None = None,
-            **generate_kwargs):
-    """Generate under nnsight and return ``(out, CaptureStats)``; ``out`` is what generate returns."""
-    return run_traced(model, inputs, sites=sites, scope=scope, fn=fn, capture=True, plan=None, **generate_kwargs)
+            stat_positions: str = "all", **generate_kwargs):
+    """Generate under nnsight and return ``(out, CaptureStats)``; ``out`` is what generate returns.
+    ``stat_positions="generated"``: the LM side's statistics count the decoding steps only (not the prompt)."""
+    return run_traced(model, inputs, sites=sites, scope=scope, fn=fn, capture=True, plan=None,
+                      stat_positions=stat_positions, **generate_kwargs)
 
 
 # --------------------------------------------------------------------------------------------------------------------

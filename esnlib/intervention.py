@@ -268,12 +268,13 @@ def _plan(interventions, sites: Sequence[Site]):
 
 
 def generate(model, inputs, intervention=None, sites: Sequence[Site] | None = None, scope: str = "lm",
-             fn: Callable | None = None, capture: bool = False, **generate_kwargs):
+             fn: Callable | None = None, capture: bool = False, stat_positions: str = "all", **generate_kwargs):
     """Generate with the intervention(s) applied at every step; returns what generate returns (and CaptureStats
     of the served, edited activations when capture=True).
 
     intervention: None, an Intervention, or a list of them applied in turn on each site (use
     ``Intervention.union`` to merge masks that share kind/alpha), or a RowwiseIntervention (one edit per batch row).
+    stat_positions: what the statistics count when capture=True (``esnlib.capture.STAT_POSITIONS``).
     """
     if sites is None:
         sites = find_sites(unwrap(model), scope=scope)
@@ -284,7 +285,7 @@ def generate(model, inputs, intervention=None, sites: Sequence[Site] | None = No
                              "row per batch row (RowwiseIntervention.repeat(conditions, n) for n utterances)")
     plan = _plan(intervention, sites) if intervention is not None else None
     out, stats = run_traced(model, inputs, sites=sites, scope=scope, fn=fn, capture=capture, plan=plan,
-                            **generate_kwargs)
+                            stat_positions=stat_positions, **generate_kwargs)
     return (out, stats) if capture else out
 
 

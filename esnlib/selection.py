@@ -146,7 +146,8 @@ def activation_probabilities(K, T) -> np.ndarray:
         rows = sorted(set(np.nonzero((T <= 0).any(axis=1))[0].tolist()))
         raise ValueError(
             f"activation_probabilities: T == 0 (no counted positions) for emotion row(s) {rows}; the success "
-            "set of that emotion is empty or produced no tokens. Raise the pool or check the capture."
+            "set of that emotion is empty or produced no tokens (with stat_positions='generated' only the answer's "
+            "tokens count, and a one-token answer counts none). Raise the pool or check the capture."
         )
     if (K < 0).any() or (K > T).any():
         raise ValueError("activation_probabilities: counts must satisfy 0 <= K <= T.")

@@ -23,7 +23,9 @@
 # cross effect = off-diagonal mean, gap = self − cross, each with a 95 % bootstrap CI over source utterances and
 # McNemar's test on the self pairs. CAS and random (the headline pair) use `n_eval` sources on the diagonal and
 # `n_cross` off it; LAP, LAPE and MAD use `n_sweep` sources per cell.
-# On the demo LALM r and α default to `X.DEMO_RATE` and `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why).
+# On the demo LALM r and α default to `X.DEMO_RATE` and `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why),
+# and its identification statistics count the answer's positions only, the thinker states its talker reads (the
+# paper counts the whole generation, prompt included; `DemoAdapter(evc_stat_positions="all")` does that here).
 # With `human_filter` (the CSV of a filter-mode listening test on the IDENTIFICATION outputs, notebook 10 /
 # docs/listening_test.md) Table 3 gains the paper's CAS-H row: CAS on the human-filtered success sets.
 
@@ -79,6 +81,14 @@ masksets = {s: X.identify(world, s, rate=r, cap=c, seed=seed, n=n_id, max_wer=ma
 ms = masksets[selectors[0]]
 display(Markdown(f"Success sets (judge {ms.filter_judge}): before cap {ms.n_success_all}, after cap c={c}: "
                  f"{ms.n_success}. Mask sizes: " + "; ".join(f"{s}: {m.sizes()}" for s, m in masksets.items())))
+# a secondary selector can leave an emotion without neurons on little data (LAPE keeps only neurons above the 95th
+# percentile of P, and short answers put many P at 1): it is left out of Table 3 with a note, never steered empty
+empty = {s: [e for e, v in masksets[s].masks.items() if len(v) == 0] for s in ("LAP", "LAPE", "MAD")}
+for s, es in empty.items():
+    if es:
+        del masksets[s]
+        display(Markdown(f"**{s} left out of Table 3**: its mask of {', '.join(es)} is empty at r = {r:.3%}, c = {c} "
+                         "(raise r or c, or the identification pool)."))
 if human_filter is None:
     display(Markdown("No `human_filter` given: Table 3 has no CAS-H row (CAS from human-filtered success "
                      "sets needs a filter-mode listening test on the IDENTIFICATION outputs; "
@@ -97,7 +107,7 @@ else:
 # the headline pair with full power, the other selectors on fewer sources; each call is one pass whose
 # conditions share generate calls (row-wise edits)
 head = [s for s in masksets if s in ("CAS", "random") or s.startswith("CAS-H")]
-rest = [s for s in selectors if s not in head]
+rest = [s for s in selectors if s not in head and s in masksets]
 rows = dict(zip(head, X.evaluate_settings(world, [(masksets[s], "steer", alpha) for s in head], n=n_eval,
                                           n_cross=n_cross)))
 if rest:

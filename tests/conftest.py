@@ -198,9 +198,10 @@ def hook_generate(model, act_modules, inputs, edits=None, **gen):
     return out, records
 
 
-def hook_stats(records, attention_mask, new_tokens, eos_ids):
+def hook_stats(records, attention_mask, new_tokens, eos_ids, skip_prompt=False):
     """Reference statistics from per-call records: prompt positions by attention_mask, decode step t counted for a
-    row while no EOS occurred among its first t generated tokens (computed post hoc from the output)."""
+    row while no EOS occurred among its first t generated tokens (computed post hoc from the output).
+    ``skip_prompt``: the prompt call counts nothing (capture's ``stat_positions="generated"``)."""
     b = new_tokens.shape[0]
     is_eos = torch.isin(new_tokens, torch.as_tensor(eos_ids).flatten())
     first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full((b,), 10**9))
@@ -212,6 +213,8 @@ def hook_stats(records, attention_mask, new_tokens, eos_ids):
         q = torch.zeros(b, w_)
         n = torch.zeros(b, dtype=torch.int64)
         for t, g in enumerate(recs):
+            if t == 0 and skip_prompt:
+                continue
             if t == 0:
                 valid = attention_mask[:, -g.shape[1]:].bool()
             else:

@@ -29,7 +29,7 @@ def world(tmp_path_factory):
     from esnlib.models.demo import DemoAdapter, DemoOmni
 
     torch.manual_seed(0)
-    adapter = GradAdapter(DemoAdapter(model=DemoOmni.tiny()))
+    adapter = GradAdapter(DemoAdapter(model=DemoOmni.tiny(), evc_stat_positions="all"))  # its answers: one token
     return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
                         naturalness=None, results_dir=tmp_path_factory.mktemp("attr") / "results", shard_size=4,
                         progress=False)

@@ -58,6 +58,28 @@ def test_capture_matches_hooks(build):
         assert int(st.tokens[b]) == int(inputs["attention_mask"][b].sum()) + e
 
 
+def test_capture_generated_positions_match_hooks():
+    """stat_positions="generated": the statistics of the decoding steps alone (the answer as it is fed back), bit for
+    bit those of hooks that skip the prompt call; the outputs do not change."""
+    m = tiny_qwen2()
+    sites = find_sites(m)
+    inputs = _batch()
+    eos = _eos_that_stops_one_row(m, inputs)
+    out, st = capture(m, inputs, sites=sites, eos_token_id=eos, stat_positions="generated", **GEN)
+    _, every = capture(m, inputs, sites=sites, eos_token_id=eos, **GEN)
+    ref_out, recs = hook_generate(m, [s.module for s in sites], inputs, eos_token_id=eos, **GEN)
+    assert torch.equal(out, ref_out)
+    new = out[:, inputs["input_ids"].shape[1]:]
+    pos, s1, s2, tok = hook_stats(recs, inputs["attention_mask"], new, [eos], skip_prompt=True)
+    assert torch.equal(st.positive, pos) and torch.equal(st.sum, s1) and torch.equal(st.sumsq, s2)
+    assert torch.equal(st.site_tokens, tok)
+    # the prompt's positions are exactly what is missing
+    assert torch.equal(every.tokens - st.tokens, inputs["attention_mask"].sum(1))
+    assert (st.positive <= every.positive).all() and not torch.equal(st.positive, every.positive)
+    with pytest.raises(ValueError, match="stat_positions must be one of"):
+        capture(m, inputs, sites=sites, stat_positions="answer", **GEN)
+
+
 def test_capture_reduces_each_prompt_activation_before_the_next_site():
     """At the prompt every site serves a (batch, t, width) activation; capture reduces it at once, so when a site
     fires, no earlier site's prompt activation is still alive (holding them all was 1.9 GB on a 7B model)."""

@@ -345,6 +345,9 @@ class CountingAdapter:
     def describe(self):
         return {**self.inner.describe(), "test": "tiny-random"}
 
+    def stat_positions(self, task):
+        return self.inner.stat_positions(task)
+
     def evc(self, utts, targets, **kw):
         self.evc_samples += len(utts)
         self.evc_calls += 1
@@ -362,7 +365,8 @@ def world(tmp_path_factory):
     from esnlib.models.demo import DemoAdapter, DemoOmni
 
     torch.manual_seed(0)
-    adapter = CountingAdapter(DemoAdapter(model=DemoOmni.tiny()))
+    # the random tiny model stops at once (answers of one token), so its EVC statistics count the whole generation
+    adapter = CountingAdapter(DemoAdapter(model=DemoOmni.tiny(), evc_stat_positions="all"))
     tmp = tmp_path_factory.mktemp("exp")
     return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
                         naturalness=None, results_dir=tmp / "results", shard_size=4, progress=False)
@@ -401,6 +405,24 @@ def test_resume_regenerates_only_the_missing_shard(world):
     again = X.baseline(world, "TEST-SEEN", n=6)
     assert world.adapter.evc_samples - before == 2 * 4  # the 2 utterances of the missing shard x 4 targets
     assert len(again) == len(base) == 24 and not again.duplicated(["sample_id"]).any()
+
+
+def test_answer_only_statistics_are_stored_apart_and_empty_answers_are_a_clear_error(world, tmp_path,
+                                                                                       tmp_path_factory):
+    """The demo adapter's default EVC statistics count the answer only: a store keyed apart from the whole
+    generation's, and a model whose answers are one token long (the random tiny one) gets the selection's clear
+    error naming the cause, not a silent P of 0 / 0."""
+    from esnlib.models.demo import DemoAdapter
+
+    inner, corpus = world.adapter.inner, shared_corpus(tmp_path_factory)
+    w = X.load_world(adapter=DemoAdapter(model=inner.model), corpus_root=corpus, judges="prosody",
+                     naturalness=None, results_dir=tmp_path / "results", shard_size=4, progress=False)
+    w_all = X.load_world(adapter=DemoAdapter(model=inner.model, evc_stat_positions="all"),
+                         corpus_root=corpus, judges="prosody", naturalness=None,
+                         results_dir=tmp_path / "results", shard_size=4, progress=False)
+    assert w.stats("evc").path != w_all.stats("evc").path and w.stats("ser").path == w_all.stats("ser").path
+    with pytest.raises(ValueError, match="no counted positions.*stat_positions"):
+        X.identify(w, "CAS", rate=0.05, cap=3, n=2, max_wer=100.0, human=_human(w, 2))
 
 
 def test_identify_evaluate_summarize(world):

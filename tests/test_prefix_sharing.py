@@ -188,6 +188,39 @@ def test_adapter_shares_by_default_and_keys_it(tiny):
     assert on.describe()["prompt_prefix"] == "shared" and "prompt_prefix" not in off.describe()
 
 
+def test_generated_positions_under_the_shared_prefix(tiny):
+    """stat_positions="generated" (the demo adapter's EVC identification): with a shared prompt prefix, neither the
+    groups' prefix calls nor the rest of the prompt count, so each row's LM statistics are its decoding steps' alone
+    — the same token counts as without sharing and the same sums to float rounding; the talker side keeps every
+    position."""
+    from esnlib.capture import capture
+
+    sites = DemoAdapter(model=tiny).sites("both")
+    lm = [i for i, s in enumerate(sites) if s.side == "lm"]
+    talker = [i for i, s in enumerate(sites) if s.side == "talker"]
+    cols = slice(sites[lm[0]].offset, sites[lm[-1]].stop)
+    inputs = _inputs(tiny, n_rep=2)
+    groups = torch.zeros(inputs["input_ids"].shape[0], dtype=torch.long)
+    kw = {"return_audio": True, "thinker_eos_token_id": []}  # the random tiny model would stop at once
+    _, st = capture(tiny, inputs, sites=sites, prefix_groups=groups, stat_positions="generated", **kw)
+    _, plain = capture(tiny, inputs, sites=sites, stat_positions="generated", **kw)
+    _, every = capture(tiny, inputs, sites=sites, prefix_groups=groups, **kw)
+    assert torch.equal(st.site_tokens[:, lm], plain.site_tokens[:, lm])
+    assert torch.equal(st.positive[:, cols], plain.positive[:, cols])
+    torch.testing.assert_close(st.sum[:, cols], plain.sum[:, cols], rtol=1e-4, atol=1e-4)
+    prompt = inputs["attention_mask"].sum(1)
+    assert torch.equal(every.site_tokens[:, lm[0]] - st.site_tokens[:, lm[0]], prompt)
+    assert (st.site_tokens[:, lm] > 0).all()
+    assert torch.equal(st.site_tokens[:, talker], every.site_tokens[:, talker])
+    assert (st.site_tokens[:, talker] > 0).all()
+    # the adapter: EVC counts the answer by default, SER everything; a stats store of the other kind is keyed apart
+    ad = DemoAdapter(model=tiny)
+    assert ad.stat_positions("evc") == "generated" and ad.stat_positions("ser") == "all"
+    assert DemoAdapter(model=tiny, evc_stat_positions="all").stat_positions("evc") == "all"
+    with pytest.raises(ValueError, match="stat_positions must be one of"):
+        DemoAdapter(model=tiny, evc_stat_positions="answer")
+
+
 def test_benchmark_hook_floor_follows_the_shared_prefix(tiny):
     """bench/hook_floor.py (the plain-hook floor of bench/bench_core.py's demo configuration) with ``prefix_groups``:
     the same bits as the runner, so the benchmark compares the two interfaces doing the same work."""

@@ -125,7 +125,7 @@ def ser_world(tmp_path_factory):
             return super().ser(utts, **kw)
 
     torch.manual_seed(0)
-    adapter = Counting(DemoAdapter(model=DemoOmni.tiny()))
+    adapter = Counting(DemoAdapter(model=DemoOmni.tiny(), evc_stat_positions="all"))  # its answers: one token
     # shard_size 2: SER shards of 8 utterances, so 10 utterances make a full and a partial shard
     return X.load_world(adapter=adapter, corpus_root=shared_corpus(tmp_path_factory), judges="prosody",
                         naturalness=None, results_dir=tmp_path_factory.mktemp("ser") / "results", shard_size=2,

@@ -77,3 +77,8 @@ class ModelAdapter(ABC):
     def describe(self) -> dict:
         """A small dict that identifies the model in result keys (name, revision, dtype, ...)."""
         return {"model": self.name}
+
+    def stat_positions(self, task: str) -> str:
+        """What ``task``'s activation statistics count (``esnlib.capture.STAT_POSITIONS``): "all", the paper's whole
+        generation (prompt included), for every real model; the demo LALM's EVC counts its answer only."""
+        return "all"

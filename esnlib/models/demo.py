@@ -590,12 +590,19 @@ class DemoAdapter(ModelAdapter):
     labels = EMOTIONS
     has_talker = True
 
-    def __init__(self, model: DemoOmni | None = None, device: str = "cpu", share_prefix: bool = True):
+    def __init__(self, model: DemoOmni | None = None, device: str = "cpu", share_prefix: bool = True,
+                 evc_stat_positions: str = "generated"):
         """share_prefix: EVC batches run the prompt prefix common to every row (system turn, worked exchange) once
-        per group of rows with the same edit (``DemoOmni.generate(prefix_groups=...)``), ~0.58x the prefill."""
+        per group of rows with the same edit (``DemoOmni.generate(prefix_groups=...)``), ~0.58x the prefill.
+        evc_stat_positions: what EVC identification statistics count, "generated" (the answer the talker reads;
+        docs/demo_world.md, seventh round) or "all" (the paper's whole generation). SER always counts "all" (its
+        one answer token is never run through the model)."""
+        from ..capture import check_stat_positions
+
         self.model = (model if model is not None else load_demo_model(device=device)).to(device).eval()
         self.device = device
         self.share_prefix = bool(share_prefix)
+        self.evc_stat_positions = check_stat_positions(evc_stat_positions)
         self._features: dict[str, np.ndarray] = {}
 
     def sites(self, scope: str = "lm") -> list:
@@ -619,6 +626,9 @@ class DemoAdapter(ModelAdapter):
         if self.share_prefix:  # the same function, not the same bits: results of the two ways are stored apart
             d["prompt_prefix"] = "shared"
         return d
+
+    def stat_positions(self, task: str) -> str:
+        return self.evc_stat_positions if task == "evc" else "all"
 
     def _feats(self, utt: Utterance) -> np.ndarray:
         if utt.path not in self._features:
@@ -663,7 +673,8 @@ class DemoAdapter(ModelAdapter):
             inputs = m.prepare_inputs([self._feats(u) for u in bu], "evc", bt, [u.text for u in bu])
             iv = batch_rows(intervention, range(i, i + len(bu)), len(utts))
             pg = {"prefix_groups": prefix_groups(iv, len(bu))} if self.share_prefix else {}
-            out, stats = self._run(inputs, capture, iv, scope, return_audio=True, **pg)
+            sp = {"stat_positions": self.evc_stat_positions} if capture else {}
+            out, stats = self._run(inputs, capture, iv, scope, return_audio=True, **pg, **sp)
             parts.append(stats)
             for u, t, seq, pv in zip(bu, bt, out.sequences, out.prosody):
                 text = m.decode_text(seq.tolist())
