@@ -2,18 +2,19 @@
 talker reads the thinker) steer, where CAS over the whole generation (prompt + answer, the paper's "full activation
 tensor produced during generation") does not? DEVELOPMENT only.
 
-The identification generations are re-run under a capture whose accumulator skips every prompt call (t > 1); the
-outputs are the same, only the statistics differ. Written to its own results folder, so no stored statistics of
-the notebooks change.
+The identification generations are re-run with the demo adapter's answer-only counting
+(``DemoAdapter(evc_stat_positions="generated")``, ``esnlib.capture(stat_positions="generated")``); the outputs are
+the same, only the statistics differ, and the stats store is keyed by the counting, so both live in one results
+folder. The recorded runs used an earlier version of this script that patched the accumulator to skip the prompt
+calls (the same rule, before the library had it): its CAS, MAD and LAP masks at r = 1 %, c = 50 equal those of
+the library's counting in `make paper` (checked 2026-12-01, every emotion).
 
-    .venv/bin/python scripts/prototypes/probe_gen_positions.py <corpus> <results with the usual stats> <new results> \
-        <out.json> [n_dev=40] [settings]
+    .venv/bin/python scripts/prototypes/probe_gen_positions.py <corpus> <results> <out.json> [n_dev=40] [settings]
 
 settings: comma list of selector-positions:kind:alpha, selector one of the paper's or random, positions gen (answer
 only) or all; default CAS-gen:steer:1,CAS-gen:steer:2,CAS-all:steer:1,random-all:steer:1,CAS-gen:deactivate:0.
 Recorded: bench/results/cas_answer_positions_dev_2026-12-01{,b}.json.
 """
-import importlib
 import json
 import sys
 import time
@@ -22,46 +23,27 @@ import pandas as pd
 import torch
 
 from esnlib import experiments as X
-
-C = importlib.import_module("esnlib.capture")  # the module (esnlib.capture is also the function's name)
+from esnlib.models.demo import DemoAdapter
 
 torch.set_num_threads(2)
-CORPUS, OLD, NEW, OUT = sys.argv[1:5]
-N_DEV = int(sys.argv[5]) if len(sys.argv) > 5 else 40
+CORPUS, RESULTS, OUT = sys.argv[1:4]
+N_DEV = int(sys.argv[4]) if len(sys.argv) > 4 else 40
 SETTINGS = [(x.split(":")[0], x.split(":")[1], float(x.split(":")[2])) for x in (
-    sys.argv[6] if len(sys.argv) > 6 else
+    sys.argv[5] if len(sys.argv) > 5 else
     "CAS-gen:steer:1,CAS-gen:steer:2,CAS-all:steer:1,random-all:steer:1,CAS-gen:deactivate:0").split(",")]
 
-_begin, _site = C._Accumulator.begin, C._Accumulator.site
 
-
-def begin(self, g0, ids, am, step, rows=None, batch=None):
-    self.skip = g0.shape[1] > 1  # a prompt call (the shared prefix, the rest of the prompt): not counted
-    if self.skip:
-        if self.buf is None:
-            self._alloc(g0, g0.shape[0] if batch is None else batch)
-        self.t = g0.shape[1]
-        return
-    return _begin(self, g0, ids, am, step, rows, batch)
-
-
-def site(self, k, g):
-    if not self.skip:
-        _site(self, k, g)
+def world(positions):
+    return X.load_world(adapter=DemoAdapter(evc_stat_positions=positions), corpus_root=CORPUS, corpus="demo",
+                        results_dir=RESULTS, batch_size=64, progress=True)
 
 
 t0 = time.time()
-old = X.load_world(corpus_root=CORPUS, corpus="demo", results_dir=OLD, batch_size=64, progress=True)
-new = X.load_world(corpus_root=CORPUS, corpus="demo", results_dir=NEW, batch_size=64, progress=True)
+old, new = world("all"), world("generated")
 masks = {}
 for name in dict.fromkeys(n for n, _, _ in SETTINGS):
     sel, pos = name.rsplit("-", 1)
-    if pos == "gen":
-        C._Accumulator.begin, C._Accumulator.site = begin, site
-    try:
-        masks[name] = X.identify(new if pos == "gen" else old, sel, rate=X.DEMO_RATE, cap=50)
-    finally:
-        C._Accumulator.begin, C._Accumulator.site = _begin, _site
+    masks[name] = X.identify(new if pos == "gen" else old, sel, rate=X.DEMO_RATE, cap=50)
 print("identified", round(time.time() - t0), "s; successes", {k: m.n_success for k, m in masks.items()}, flush=True)
 W = old.sites("lm")[0].width
 overlap = {k: {e: len(set(m.masks[e].tolist()) & set(masks[k.replace("-gen", "-all")].masks[e].tolist()))
