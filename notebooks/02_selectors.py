@@ -23,9 +23,9 @@
 # cross effect = off-diagonal mean, gap = self − cross, each with a 95 % bootstrap CI over source utterances and
 # McNemar's test on the self pairs. CAS and random (the headline pair) use `n_eval` sources on the diagonal and
 # `n_cross` off it; LAP, LAPE and MAD use `n_sweep` sources per cell.
-# On the demo LALM r and α default to `X.DEMO_RATE` and `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why),
-# and its identification statistics count the answer's positions only, the thinker states its talker reads (the
-# paper counts the whole generation, prompt included; `DemoAdapter(evc_stat_positions="all")` does that here).
+# On the demo LALM r defaults to `X.DEMO_RATE` and α to `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why);
+# its identification statistics count the whole generation, prompt included, as the paper's do
+# (`DemoAdapter(evc_stat_positions="generated")` counts the answer's positions only, the states its talker reads).
 # With `human_filter` (the CSV of a filter-mode listening test on the IDENTIFICATION outputs, notebook 10 /
 # docs/listening_test.md) Table 3 gains the paper's CAS-H row: CAS on the human-filtered success sets.
 

