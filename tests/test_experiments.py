@@ -409,15 +409,16 @@ def test_resume_regenerates_only_the_missing_shard(world):
 
 def test_answer_only_statistics_are_stored_apart_and_empty_answers_are_a_clear_error(world, tmp_path,
                                                                                        tmp_path_factory):
-    """The demo adapter's default EVC statistics count the answer only: a store keyed apart from the whole
-    generation's, and a model whose answers are one token long (the random tiny one) gets the selection's clear
-    error naming the cause, not a silent P of 0 / 0."""
+    """The demo adapter's answer-only EVC statistics (evc_stat_positions="generated"): a store keyed apart from the
+    whole generation's (the default), and a model whose answers are one token long (the random tiny one) gets the
+    selection's clear error naming the cause, not a silent P of 0 / 0."""
     from esnlib.models.demo import DemoAdapter
 
     inner, corpus = world.adapter.inner, shared_corpus(tmp_path_factory)
-    w = X.load_world(adapter=DemoAdapter(model=inner.model), corpus_root=corpus, judges="prosody",
+    w = X.load_world(adapter=DemoAdapter(model=inner.model, evc_stat_positions="generated"), corpus_root=corpus,
+                     judges="prosody",
                      naturalness=None, results_dir=tmp_path / "results", shard_size=4, progress=False)
-    w_all = X.load_world(adapter=DemoAdapter(model=inner.model, evc_stat_positions="all"),
+    w_all = X.load_world(adapter=DemoAdapter(model=inner.model),
                          corpus_root=corpus, judges="prosody", naturalness=None,
                          results_dir=tmp_path / "results", shard_size=4, progress=False)
     assert w.stats("evc").path != w_all.stats("evc").path and w.stats("ser").path == w_all.stats("ser").path

@@ -1,8 +1,10 @@
 """What carries CAS steering on the demo LALM: the steered thinker states, or a changed answer token?
 
 For each target emotion, 40 DEVELOPMENT sources run (batch 1, plain forward hooks doing the ×(1 + α) edit on the
-CAS mask at r = `DEMO_RATE`, c = 50) four ways, and the talker's emotion score along the neutral -> e_tgt profile
-direction (`esnlib.validity.emotion_score` units: 0 = neutral, 1 = the full profile) is read each time:
+CAS mask from answer-only statistics at r = `DEMO_RATE`, c = 50, α = 2: the seventh round's setting) five ways,
+and the talker's emotion score along the neutral -> e_tgt profile direction (`esnlib.validity.emotion_score`'s
+projection, on the talker's raw output before the renderer's clipping: 0 = neutral, 1 = the full profile) is read
+each time:
   base      unsteered generate
   steer     steered generate
   fs        the steered answer's tokens, teacher-forced through the *unsteered* thinker (the token route alone)
@@ -12,7 +14,8 @@ plus the share of answers whose tokens the edit changed and their most common en
 
 ``--straight-only`` gives the thinker the stop set it had before 2026-12-01 (straight closing quotes only), under
 which a steered answer that closed with a typographic quote (.”) ran on and the talker read one more position.
-Recorded: bench/results/closing_quote_dev_2026-12-01.json (both stop sets; docs/demo_world.md, eighth round).
+The numbers in docs/demo_world.md (eighth round) were measured with this computation in a scratch script on
+2026-12-01 (the seventh round's masks, α = 2, 40 sources); this file was not re-run after it, for lack of time.
 
     .venv/bin/python scripts/prototypes/probe_closing_quote.py <corpus> <results> <out.json> [--straight-only]
 """
@@ -25,18 +28,20 @@ import torch
 
 from esnlib import experiments as X
 from esnlib import tts
-from esnlib.validity import emotion_score
+from esnlib.models.demo import DemoAdapter
 
 ap = argparse.ArgumentParser()
 ap.add_argument("corpus")
 ap.add_argument("results")
 ap.add_argument("out")
-ap.add_argument("--alpha", type=float, default=X.DEMO_ALPHA)
+ap.add_argument("--alpha", type=float, default=2.0)
 ap.add_argument("--n", type=int, default=40)
 ap.add_argument("--straight-only", action="store_true")
 a = ap.parse_args()
 torch.set_num_threads(2)
-w = X.load_world(corpus_root=a.corpus, corpus="demo", results_dir=a.results, batch_size=64, progress=False)
+# the seventh round's masks (answer-only statistics), the ones whose surprise effect this probe took apart
+w = X.load_world(adapter=DemoAdapter(evc_stat_positions="generated"), corpus_root=a.corpus, corpus="demo",
+                 results_dir=a.results, batch_size=64, progress=False)
 cas = X.identify(w, "CAS", rate=X.DEMO_RATE, cap=50)
 M = w.adapter.model
 if a.straight_only:
@@ -86,8 +91,10 @@ res = {"alpha": a.alpha, "n": len(utts), "straight_only": a.straight_only, "stop
 for e in cas.emotions:
     mask = cas.masks[e]
 
-    def score(v, e=e):
-        return emotion_score(tts.from_vector(v.float().numpy()).as_dict(), e)
+    d = tts.to_vector(tts.PROFILES[e])
+
+    def score(v, d=d):
+        return float(v.float().numpy() @ d / (d @ d))
     r, ends = collections.defaultdict(list), collections.Counter()
     for u in utts:
         inp = M.prepare_inputs([w.adapter._feats(u)], "evc", [e], [u.text])
