@@ -189,10 +189,10 @@ def test_adapter_shares_by_default_and_keys_it(tiny):
 
 
 def test_generated_positions_under_the_shared_prefix(tiny):
-    """stat_positions="generated" (the demo adapter's optional EVC identification counting): with a shared prompt prefix, neither the
-    groups' prefix calls nor the rest of the prompt count, so each row's LM statistics are its decoding steps' alone
-    — the same token counts as without sharing and the same sums to float rounding; the talker side keeps every
-    position."""
+    """stat_positions="generated" (the demo adapter's optional EVC identification counting): with a shared prompt
+    prefix, neither the groups' prefix calls nor the rest of the prompt count, so each row's LM statistics are its
+    decoding steps' alone — the same token counts as without sharing and the same sums to float rounding; the talker
+    side keeps every position."""
     from esnlib.capture import capture
 
     sites = DemoAdapter(model=tiny).sites("both")
