@@ -317,8 +317,8 @@ class DemoOmni(nn.Module):
         # the answer ends at the closing quote, straight or typographic (alone or fused with . ! ? ,), or at the end
         # of the turn. The typographic ones were missing until 2026-12-01: a steered thinker that closed with .”
         # ran on, and the talker read the extra position (docs/demo_world.md, eighth round)
-        closers = [q if p == "" else p + q for q in ('"', CLOSE_QUOTE) for p in ("", ".", "!", "?", ",")]
-        stops = {tk.convert_tokens_to_ids(tk.tokenize(t))[0] for t in closers if len(tk.tokenize(t)) == 1}
+        closers = [p + q for q in ('"', CLOSE_QUOTE) for p in ("", ".", "!", "?", ",")]
+        stops = {tk.convert_tokens_to_ids(t[0]) for t in map(tk.tokenize, closers) if len(t) == 1}
         stops |= {tk.convert_tokens_to_ids("<|im_end|>"), tk.convert_tokens_to_ids("<|endoftext|>")}
         self.stop_ids = tuple(sorted(i for i in stops if i is not None and i != tk.unk_token_id))
         self.label_ids = {e: tk.convert_tokens_to_ids(tk.tokenize(" " + w))[0] for e, w in EMOTION_WORDS.items()}
