@@ -10,7 +10,10 @@ thinker's cross-entropy of the label word after "The speaker sounds"): every sen
 
 Stage 2 — talker. For every training sentence and every target (the four EVC emotions and neutral) the EVC prompt
 (neutral source audio + instruction + transcript) is run through the frozen thinker's greedy generate, exactly as at
-inference, and the thinker's last-layer states that the talker reads are kept. The talker regresses the prosody the
+inference, and the thinker's last-layer states that the talker reads are kept: the whole user turn (audio,
+instruction, transcript) and the answer, as Qwen2.5-Omni's talker reads the prompt's states (``--talker-reads
+answer``: only the last prompt position and the answer, the committed layout until 2026-12-02; docs/demo_world.md,
+ninth round). The talker regresses the prosody the
 training data render for that (sentence, target):
 
     prosody = neutral + s * (profile[target] - neutral),
@@ -195,6 +198,8 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a random tiny thinker and tiny parts (tests of this script)")
     ap.add_argument("--degrees", action="store_true",
                     help="train the talker on slightly/plain/very instructions (a tried design; see the docstring)")
+    ap.add_argument("--talker-reads", default="turn", choices=("answer", "turn"),
+                    help="prompt positions the talker reads: the whole user turn (committed) or the last one")
     ap.add_argument("--encoder-from", default=None,
                     help="development: reuse the audio encoder of a trained model folder (skips stage 1)")
     args = ap.parse_args()
@@ -220,7 +225,10 @@ def main() -> None:
     feats = [next(done) if not args.encoder_from or j[2] == "neutral" else None for j in jobs]
     t_data = time.perf_counter() - t0
     n_tr = len(train_s) * len(EMOTIONS)
-    model = DemoOmni.tiny(args.seed) if args.tiny else DemoOmni(DemoConfig())
+    if args.tiny:
+        model = DemoOmni.tiny(args.seed, args.talker_reads)
+    else:
+        model = DemoOmni(DemoConfig(talker_reads=args.talker_reads))
     model.eval()
 
     t = time.perf_counter()

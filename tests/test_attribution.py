@@ -60,6 +60,26 @@ def test_attribution_is_the_first_order_effect_of_steering(world, scope):
     assert not any(p.grad is not None for p in ad.model.parameters())  # only activations got gradients
 
 
+@pytest.mark.parametrize("talker_reads", ["answer", "turn"])
+def test_the_talker_read_out_reads_where_generation_does(world, talker_reads):
+    """The gradient pass re-runs prompt + answer and must read the talker at the positions generate's talker does
+    (DemoOmni.talker_valid, for either layout): its score equals the projection of the generated prosody."""
+    from esnlib import tts
+    from esnlib.models.demo import DemoAdapter, DemoOmni
+
+    torch.manual_seed(1)
+    ad = DemoAdapter(model=DemoOmni.tiny(seed=1, talker_reads=talker_reads), share_prefix=False)
+    m = ad.model
+    for utt, t in zip(world.split("DEVELOPMENT", 2), ("angry", "sad")):
+        (fed,) = ad._answers([utt], [t])
+        with torch.no_grad():
+            got = float(ad._talker_score(utt, t, fed)())
+            inp = m.prepare_inputs([ad._feats(utt)], "evc", [t], [utt.text])
+            pv = m.generate(**inp, return_audio=True).prosody[0]
+        d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=pv.dtype)
+        assert got == pytest.approx(float(pv @ d / (d @ d)), rel=1e-4, abs=1e-6)
+
+
 def test_attribution_of_a_batch_equals_one_call_per_sample(world, monkeypatch):
     """EVC answers come from one batched generate; greedy rows do not depend on their neighbours (padded
     audio of different lengths, several targets), so each row equals the sample's attribution alone."""

@@ -173,6 +173,43 @@ def test_the_answer_ends_at_any_closing_quote(tiny, closer):
     # results computed with the old stop set (straight quotes only) are keyed apart
     assert DemoAdapter(model=tiny).describe()["answer_stops"] == "quotes+typographic"
 
+def test_the_turn_reading_talker_reads_the_user_turn_and_the_answer():
+    """talker_reads="turn": the talker reads every prompt position from the first audio placeholder on (the
+    instruction that names the target included, as Qwen2.5-Omni's talker reads the prompt's states), then the answer
+    up to the stop; never the padding or the system turn and worked exchange before the audio."""
+    turn = DemoOmni.tiny(talker_reads="turn")
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(n, D.N_FEATURES)).astype(np.float32) for n in (120, 260)]
+    texts = ["We won the championship today.", "The bus left at nine o'clock in the evening."]
+    inp = turn.prepare_inputs(feats, "evc", ["angry", "sad"], texts)
+    out = turn.thinker.generate(inputs_embeds=turn.embed_inputs(inp["input_ids"], inp["input_features"],
+                                                                inp["feature_attention_mask"]),
+                                attention_mask=inp["attention_mask"], do_sample=False, max_new_tokens=4,
+                                output_hidden_states=True, return_dict_in_generate=True, pad_token_id=turn.pad_id,
+                                eos_token_id=list(turn.stop_ids))
+    gen, states, valid = turn.talker_inputs(out, inp["input_ids"])
+    L = inp["input_ids"].shape[1]
+    assert states.shape[1] == valid.shape[1]
+    for b, (target, text) in enumerate(zip(["angry", "sad"], texts)):
+        ids = inp["input_ids"][b]
+        first_audio = int((ids == turn.audio_id).nonzero()[0, 0])
+        assert valid[b, :L].tolist() == [i >= first_audio for i in range(L)]
+        assert not bool((valid[b, :L] & (inp["attention_mask"][b] == 0)).any())  # padding is never read
+        read = turn.tokenizer.decode(ids[valid[b, :L]])
+        assert read.startswith(D.AUDIO_TOKEN) and f"{target} voice" in read and text in read
+        assert D.SYSTEM_EVC not in read and D.EVC_EXAMPLE not in read
+    # the answer part is the same rule as the default talker's
+    default = DemoOmni.tiny()
+    _, _, v0 = default.talker_inputs(out, inp["input_ids"])
+    assert torch.equal(v0[:, L:], valid[:, L:]) and v0[:, :L].sum(1).tolist() == [1, 1]
+    # a retrained talker is keyed apart from the committed layout's results; an unknown layout is an error
+    assert DemoAdapter(model=turn).describe()["talker_reads"] == "turn"
+    assert "talker_reads" not in DemoAdapter(model=default).describe()
+    bad = DemoOmni.tiny(talker_reads="everything")
+    with pytest.raises(ValueError, match="talker_reads='everything'; expected one of"):
+        bad.talker_inputs(out, inp["input_ids"])
+
+
 def test_find_sites_thinker_and_talker(tiny):
     from esnlib.sites import find_sites
 

@@ -66,6 +66,23 @@ def test_shared_prefix_is_the_same_function(tiny):
         tiny.generate(**inputs, return_audio=True, prefix_groups=gaps)
 
 
+def test_a_talker_that_reads_the_turn_reads_the_same_positions_either_way():
+    """talker_reads="turn": the shared-prefix layout [prefix][padding][rest] and the left-padded prompt give the
+    talker the same positions (from the audio on), so the same prosody to float rounding."""
+    torch.manual_seed(0)
+    turn = DemoOmni.tiny(talker_reads="turn")
+    inputs = _inputs(turn)
+    B = inputs["input_ids"].shape[0]
+    ref = turn.generate(**inputs, return_audio=True)
+    out = turn.generate(**inputs, return_audio=True, prefix_groups=torch.zeros(B, dtype=torch.long))
+    assert torch.equal(ref.sequences, out.sequences)
+    torch.testing.assert_close(out.prosody, ref.prosody, rtol=1e-4, atol=1e-4)
+    # and the turn matters: the default talker (same weights) reading only the last prompt position differs
+    default = DemoOmni.tiny()
+    default.load_state_dict(turn.state_dict())
+    assert not torch.allclose(default.generate(**inputs, return_audio=True).prosody, ref.prosody, atol=1e-3)
+
+
 def _hook_run(m, sites, inputs, groups, row_edits):
     """Plain forward hooks: calls 0..k-1 are the groups' prefixes (edited with the group's first row's edit), then
     the batch. Returns (output, per-site per-call activations as served)."""

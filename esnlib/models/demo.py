@@ -37,7 +37,7 @@ import importlib.util
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -81,6 +81,7 @@ def _article(word: str) -> str:
 #: degree words for the talker-training design ``train_demo_model.py --degrees`` (tried, not the committed model:
 #: docs/demo_world.md); inference always uses the paper's plain instruction (degree "").
 DEGREES = ("slightly", "", "very")
+TALKER_READS = ("answer", "turn")  # which prompt positions the talker reads (DemoOmni.talker_valid)
 
 
 def evc_instruction(target: str, text: str, degree: str = "") -> str:
@@ -237,6 +238,7 @@ class DemoConfig:
     talker_intermediate: int = 384
     max_new_tokens: int = 20
     backbone: str = BACKBONE
+    talker_reads: str = "answer"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -325,11 +327,12 @@ class DemoOmni(nn.Module):
         self._label_of = {v: k for k, v in self.label_ids.items()}
 
     @classmethod
-    def tiny(cls, seed: int = 0) -> "DemoOmni":
+    def tiny(cls, seed: int = 0, talker_reads: str = "answer") -> "DemoOmni":
         """A test-sized demo model: random tiny thinker with the backbone's tokenizer, tiny random trained parts."""
         tok = backbone_tokenizer()
         torch.manual_seed(seed)
-        return cls(DemoConfig.tiny(), thinker=tiny_thinker(tok, seed), tokenizer=tok).eval()
+        cfg = replace(DemoConfig.tiny(), talker_reads=talker_reads)
+        return cls(cfg, thinker=tiny_thinker(tok, seed), tokenizer=tok).eval()
 
     @property
     def device(self) -> torch.device:
@@ -407,17 +410,30 @@ class DemoOmni(nn.Module):
         out = self.talker(inputs_embeds=inp, attention_mask=mask, position_ids=pos, output_hidden_states=True)
         return self.prosody_head(out.hidden_states[-1][:, -1])
 
+    def talker_valid(self, prompt_ids: torch.Tensor, fed: torch.Tensor) -> torch.Tensor:
+        """Which thinker positions of [prompt, fed answer tokens] the talker reads (B, L + n): the answer's tokens
+        before the first stop token, and of the prompt either its last position (``talker_reads="answer"``) or the
+        whole user turn from the first audio placeholder on (``"turn"``: the instruction naming the target included,
+        as Qwen2.5-Omni's talker reads the thinker's states of the prompt). Padding and a shared prefix lie before
+        the audio, so they are never read."""
+        if self.config.talker_reads not in TALKER_READS:
+            raise ValueError(f"talker_reads={self.config.talker_reads!r}; expected one of {TALKER_READS}")
+        stop = torch.tensor(self.stop_ids, device=fed.device)
+        before_stop = torch.cumsum(torch.isin(fed, stop).long(), dim=1) == 0
+        if self.config.talker_reads == "turn":
+            prompt = torch.cumsum((prompt_ids == self.audio_id).long(), dim=1) > 0
+        else:
+            prompt = torch.zeros(prompt_ids.shape, dtype=torch.bool, device=fed.device)
+            prompt[:, -1] = True
+        return torch.cat([prompt.to(fed.device), before_stop], dim=1)
+
     def talker_inputs(self, out, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(generated ids, states, valid) from a thinker generate output with hidden states: the talker reads the
-        last prompt position and every generated token fed back before the stop token."""
+        """(generated ids, states, valid) from a thinker generate output with hidden states; ``valid`` marks the
+        positions the talker reads (:meth:`talker_valid`)."""
         gen = _generated(out.sequences, input_ids)
         states = torch.cat([h[-1] for h in out.hidden_states], dim=1)
         fed = gen[:, : states.shape[1] - input_ids.shape[1]]
-        stop = torch.tensor(self.stop_ids, device=fed.device)
-        before_stop = torch.cumsum(torch.isin(fed, stop).long(), dim=1) == 0
-        last = torch.zeros(input_ids.shape, dtype=torch.bool, device=fed.device)
-        last[:, -1] = True
-        return gen, states, torch.cat([last, before_stop], dim=1)
+        return gen, states, self.talker_valid(input_ids, fed)
 
     # -- generation ---------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -630,6 +646,8 @@ class DemoAdapter(ModelAdapter):
         d = {"model": self.name, "dtype": "float32", "backbone": self.model.config.backbone,
              "train_steps": meta.get("steps"), "weights": self._weights_fp}
         d["answer_stops"] = "quotes+typographic"  # results from before the typographic stops are stored apart
+        if self.model.config.talker_reads != "answer":
+            d["talker_reads"] = self.model.config.talker_reads
         if self.share_prefix:  # the same function, not the same bits: results of the two ways are stored apart
             d["prompt_prefix"] = "shared"
         return d
@@ -773,8 +791,7 @@ class DemoAdapter(ModelAdapter):
             emb = m.embed_inputs(inp["input_ids"], inp["input_features"], inp["feature_attention_mask"])
             x = torch.cat([emb, m.thinker.get_input_embeddings()(fed[None])], 1).detach().requires_grad_(True)
             states = m.thinker.model(inputs_embeds=x).last_hidden_state
-            valid = torch.zeros(states.shape[:2], dtype=torch.bool, device=states.device)
-            valid[0, inp["input_ids"].shape[1] - 1:] = True  # last prompt position + every fed answer token
+            valid = m.talker_valid(inp["input_ids"], fed[None])
             d = torch.as_tensor(tts.to_vector(tts.PROFILES[t]), dtype=states.dtype, device=states.device)
             return m.talker_forward(states, valid)[0] @ d / (d @ d)
 

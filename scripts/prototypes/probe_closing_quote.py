@@ -80,10 +80,7 @@ def forced(inp, seq):
     ids = torch.cat([inp["input_ids"], torch.tensor([seq])], 1)
     emb = M.embed_inputs(ids, inp["input_features"], inp["feature_attention_mask"])
     st = M.thinker(inputs_embeds=emb, output_hidden_states=True).hidden_states[-1]
-    L = inp["input_ids"].shape[1]
-    n = next((k for k, t in enumerate(seq) if t in M.stop_ids), len(seq))
-    pos = torch.arange(L - 1, L + n)
-    return M.talker_forward(st[:, pos], torch.ones(1, len(pos), dtype=torch.bool))[0]
+    return M.talker_forward(st, M.talker_valid(inp["input_ids"], torch.tensor([seq])))[0]
 
 
 res = {"alpha": a.alpha, "n": len(utts), "straight_only": a.straight_only, "stop_ids": list(M.stop_ids),
