@@ -25,7 +25,7 @@
 # `n_cross` off it; LAP, LAPE and MAD use `n_sweep` sources per cell.
 # On the demo LALM r defaults to `X.DEMO_RATE` and α to `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why);
 # its identification statistics count the whole generation, prompt included, as the paper's do
-# (`DemoAdapter(evc_stat_positions="generated")` counts the answer's positions only, the states its talker reads).
+# (`DemoAdapter(evc_stat_positions="generated")` counts the answer's positions only).
 # With `human_filter` (the CSV of a filter-mode listening test on the IDENTIFICATION outputs, notebook 10 /
 # docs/listening_test.md) Table 3 gains the paper's CAS-H row: CAS on the human-filtered success sets.
 

@@ -8,9 +8,11 @@ Qwen2.5-Omni at laptop scale.
   convs -> attention pooling onto ``n_audio_tokens`` learned queries -> a linear map into the thinker's embedding
   space: soft audio tokens written at placeholder positions of the prompt, as Qwen2-Audio / Qwen2.5-Omni do.
 * **talker** (trained here) — a 2-layer Llama decoder (gated MLPs: the talker-side sites
-  ``talker.model.layers.i.mlp.act_fn``) that reads the thinker's last-layer hidden states of the last prompt position
-  and of every generated text token (as Qwen2.5-Omni's talker reads the thinker's states) and regresses continuous
-  prosody (:data:`esnlib.tts.FIELDS`, jitter-scaled offsets from neutral) from its final position.
+  ``talker.model.layers.i.mlp.act_fn``) that reads the thinker's last-layer hidden states of the whole user turn
+  (audio, instruction, transcript) and of every generated text token before the stop, as Qwen2.5-Omni's talker reads
+  the thinker's states of the prompt and of the reply (:meth:`DemoOmni.talker_valid`; until 2026-12-02 only the last
+  prompt position, ``talker_reads="answer"``), and regresses continuous prosody (:data:`esnlib.tts.FIELDS`,
+  jitter-scaled offsets from neutral) from its final position.
 * **renderer** (:func:`render`, like token2wav, no neurons) — decoded text + prosody -> espeak-ng speech in the source
   speaker's voice.
 
@@ -698,7 +700,7 @@ class DemoAdapter(ModelAdapter):
             inputs = m.prepare_inputs([self._feats(u) for u in bu], "evc", bt, [u.text for u in bu])
             iv = batch_rows(intervention, range(i, i + len(bu)), len(utts))
             pg = {"prefix_groups": prefix_groups(iv, len(bu))} if self.share_prefix else {}
-            sp = {"stat_positions": self.evc_stat_positions} if capture else {}
+            sp = {"stat_positions": self.stat_positions("evc")} if capture else {}
             out, stats = self._run(inputs, capture, iv, scope, return_audio=True, **pg, **sp)
             parts.append(stats)
             for u, t, seq, pv in zip(bu, bt, out.sequences, out.prosody):
