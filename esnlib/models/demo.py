@@ -306,6 +306,10 @@ class DemoOmni(nn.Module):
         super().__init__()
         self.config = config or DemoConfig()
         c = self.config
+        if c.talker_reads not in TALKER_READS:
+            raise ValueError(f"talker_reads={c.talker_reads!r}; expected one of {TALKER_READS} (the prompt positions "
+                             "the talker reads: 'turn' for the committed model, 'answer' for the layout before "
+                             "2026-12-02)")
         if thinker is None:
             thinker, tokenizer = load_backbone()
         self.thinker = thinker
@@ -418,8 +422,6 @@ class DemoOmni(nn.Module):
         whole user turn from the first audio placeholder on (``"turn"``: the instruction naming the target included,
         as Qwen2.5-Omni's talker reads the thinker's states of the prompt). Padding and a shared prefix lie before
         the audio, so they are never read."""
-        if self.config.talker_reads not in TALKER_READS:
-            raise ValueError(f"talker_reads={self.config.talker_reads!r}; expected one of {TALKER_READS}")
         stop = torch.tensor(self.stop_ids, device=fed.device)
         before_stop = torch.cumsum(torch.isin(fed, stop).long(), dim=1) == 0
         if self.config.talker_reads == "turn":
