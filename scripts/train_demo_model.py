@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from esnlib import tts  # noqa: E402
 from esnlib.corpora.sentences import PRETRAIN_VOICES, congruence, make_sentences  # noqa: E402
 from esnlib.experiments import emotion_score  # noqa: E402
-from esnlib.models.demo import DEGREES, EMOTIONS, DemoConfig, DemoOmni, extract_features  # noqa: E402
+from esnlib.models.demo import DEGREES, EMOTIONS, TALKER_READS, DemoConfig, DemoOmni, extract_features  # noqa: E402
 
 from esnlib.constants import TARGET_EMOTIONS as TARGETS  # noqa: E402
 #: the floor of the rendered intensity for an emotional target (a sentence that fits it not at all)
@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a random tiny thinker and tiny parts (tests of this script)")
     ap.add_argument("--degrees", action="store_true",
                     help="train the talker on slightly/plain/very instructions (a tried design; see the docstring)")
-    ap.add_argument("--talker-reads", default="turn", choices=("answer", "turn"),
+    ap.add_argument("--talker-reads", default="turn", choices=TALKER_READS,
                     help="prompt positions the talker reads: the whole user turn (committed) or the last one")
     ap.add_argument("--encoder-from", default=None,
                     help="development: reuse the audio encoder of a trained model folder (skips stage 1)")

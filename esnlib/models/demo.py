@@ -230,7 +230,9 @@ def extract_features(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndar
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class DemoConfig:
-    """Sizes of the trained parts (defaults are the committed model's); the thinker is always the backbone."""
+    """Sizes of the trained parts (defaults are the committed model's); the thinker is always the backbone.
+    ``talker_reads`` defaults to "answer", the layout of configs written before the field existed, so they load as
+    trained; the committed model's config.json says "turn" (``DemoOmni.talker_valid``)."""
 
     n_audio_tokens: int = 4
     encoder_channels: int = 96
