@@ -7,6 +7,10 @@ mean of those per-run ratios weighted by the mode's timings a run, with a bootst
 within each run (10,000 draws). Per-run ratios are printed beside it, so drift between runs stays visible.
 
     .venv/bin/python bench/pool_core.py bench/results/core_demo_prefix_2026-12-01_run*.json [--config demo/batch64]
+
+``--targets`` prints instead #15's check: every configuration of the runs, each esnlib mode's per-run median CPU ratio
+against its target (reference model <= 1.05x, demo LALM <= 1.10x; SmolLM2 has none), whether every run meets it,
+and the plain hooks' medians beside it (the floor).
 """
 from __future__ import annotations
 
@@ -41,12 +45,40 @@ def pool(runs: list[dict], draws: int = 10_000, seed: int = 0) -> dict:
     return out
 
 
+TARGETS = {"ref": 1.05, "demo": 1.10}
+
+
+def targets(paths: list[str]) -> list[dict]:
+    """Per configuration and esnlib mode (not the hooks): per-run median CPU ratios and whether all meet the target."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    rows = []
+    for model, target in TARGETS.items():
+        for cfg in sorted(runs[0].get(model, {})):
+            res = [r[model][cfg] for r in runs if cfg in r.get(model, {})]
+            for mode in res[0]["cpu"]:
+                if mode.startswith("hooks"):
+                    continue
+                med = [x["cpu"][mode]["median"] for x in res]
+                hooks = [x["cpu"].get(f"hooks {mode}", {}).get("median") for x in res]
+                rows.append({"config": f"{model}/{cfg}", "mode": mode, "target": target, "per_run": med,
+                             "hooks_per_run": hooks, "met": len(res) == len(runs) and all(m <= target for m in med)})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="bench_core.py result JSON files")
     ap.add_argument("--config", default="demo/batch64", help="configuration key in the JSON, e.g. ref/batch1")
     ap.add_argument("--out", default=None, help="write the pooled table as JSON here")
+    ap.add_argument("--targets", action="store_true", help="check every configuration against #15's targets")
     a = ap.parse_args()
+    if a.targets:
+        for r in targets(a.runs):
+            hooks = " ".join("-" if h is None else f"{h:.3f}" for h in r["hooks_per_run"])
+            print(f"  {r['config']:14s} {r['mode']:14s} <= {r['target']:.2f}x: "
+                  + " ".join(f"{m:.3f}" for m in r["per_run"]) + ("   met    " if r["met"] else "   NOT met")
+                  + f"   (hooks {hooks})")
+        return
     key = a.config.split("/")
     runs = []
     for p in a.runs:

@@ -306,7 +306,11 @@ class _Accumulator:
         self.tok = state.site_tokens[:, group.site_ids[0]:group.site_ids[-1] + 1]
         self.live = torch.ones(b, dtype=torch.bool, device=dev)
         self.eos = group.eos.to(dev) if group.eos is not None else None
-        self.buf = torch.empty(b, 1, group.stop - group.start, dtype=g0.dtype, device=dev)
+        w = group.stop - group.start
+        self.buf = torch.empty(b, 1, w, dtype=g0.dtype, device=dev)
+        # a decoding step's temporaries, reused: a fresh (b, width) tensor a step costs an allocation and its pages
+        self.gt = torch.empty(b, w, dtype=torch.bool, device=dev)
+        self.sq = torch.empty(b, w, dtype=torch.float32, device=dev)
 
     def begin(self, g0: torch.Tensor, ids, am, step: int, rows: torch.Tensor | None = None, batch: int | None = None):
         """Open a step from its first site's activation ``g0`` and the generating module's inputs. ``rows``: the
@@ -360,10 +364,11 @@ class _Accumulator:
             gv = torch.cat(self.gs, dim=-1, out=self.buf)[:, 0]
             self.gs = []
             gv = gv.float() if gv.dtype != torch.float32 else gv
-            gv.mul_(self.valid[:, None])
-            self.pos += gv > 0
+            if not bool(self.valid.all()):  # x * 1 is x, bit for bit: the mask matters only when a row is out
+                gv.mul_(self.valid[:, None])
+            self.pos += torch.gt(gv, 0, out=self.gt)
             self.sum += gv
-            self.sumsq += gv * gv
+            self.sumsq += torch.mul(gv, gv, out=self.sq)
         self.valid = self.w = self.rows = None
 
 

@@ -34,3 +34,53 @@ def test_pool_names_a_missing_configuration(tmp_path):
     out = subprocess.run([sys.executable, str(BENCH / "pool_core.py"), str(p), "--config", "demo/batch64"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "no configuration 'demo/batch64'" in out.stderr and "ref" in out.stderr
+
+
+def _cfg(**medians):
+    return {"cpu": {k: {"median": v} for k, v in medians.items()}}
+
+
+def test_targets_needs_every_run_of_every_mode_within_its_target(tmp_path):
+    from pool_core import targets
+
+    runs = [{"ref": {"batch1": _cfg(capture=1.04, steer=1.049, **{"hooks steer": 1.2})},
+             "demo": {"batch64": _cfg(capture=1.09, steer=1.05)}},
+            {"ref": {"batch1": _cfg(capture=1.03, steer=1.051, **{"hooks steer": 1.2})},
+             "demo": {"batch64": _cfg(capture=1.10, steer=1.11)}}]
+    paths = []
+    for i, r in enumerate(runs):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    got = {(r["config"], r["mode"]): r for r in targets([str(p) for p in paths])}
+    assert set(got) == {("ref/batch1", "capture"), ("ref/batch1", "steer"), ("demo/batch64", "capture"),
+                        ("demo/batch64", "steer")}  # hooks are the floor, not a target
+    assert got[("ref/batch1", "capture")]["met"] and got[("demo/batch64", "capture")]["met"]
+    assert not got[("ref/batch1", "steer")]["met"]  # one run at 1.051 > 1.05
+    assert not got[("demo/batch64", "steer")]["met"] and got[("demo/batch64", "steer")]["per_run"] == [1.05, 1.11]
+
+
+def test_visit_cost_slope_recovers_a_known_per_visit_cost():
+    from visit_cost import KS, per_visit_us
+
+    step = 0.01  # 10 ms a step; 50 us a visit, 200 us fixed -> ratio 1 + (200 + 50 k) / 10,000
+    res = {"cpu": {f"nnsight {k}": {"median": 1 + (200 + 50 * k) * 1e-6 / step} for k in KS}}
+    slope, icpt = per_visit_us(res, step, "nnsight")
+    assert abs(slope - 50) < 1e-6 and abs(icpt - 200) < 1e-6
+
+
+def test_visit_cost_read_modes_leave_generation_unchanged():
+    import torch
+    from conftest import tiny_qwen2
+    from visit_cost import hook_reads, nnsight_reads
+
+    from esnlib.sites import find_sites
+
+    m = tiny_qwen2()
+    sites = find_sites(m)
+    x = dict(input_ids=torch.tensor([[5, 6, 7, 8]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
+    gen = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
+    bare = m.generate(**x, **gen)
+    for k in (0, 1, len(sites)):
+        assert torch.equal(nnsight_reads(m, sites, x, gen, k), bare)
+        assert torch.equal(hook_reads(m, sites, x, gen, k), bare)
+    assert all(not s.module._forward_hooks for s in sites)  # the no-op hooks are removed
