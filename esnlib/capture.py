@@ -308,7 +308,7 @@ class _Accumulator:
         self.eos = group.eos.to(dev) if group.eos is not None else None
         w = group.stop - group.start
         self.buf = torch.empty(b, 1, w, dtype=g0.dtype, device=dev)
-        # a decoding step's temporaries, reused: a fresh (b, width) tensor a step costs an allocation and its pages
+        # a decoding step's temporaries (g > 0, g * g), reused across steps
         self.gt = torch.empty(b, w, dtype=torch.bool, device=dev)
         self.sq = torch.empty(b, w, dtype=torch.float32, device=dev)
 
@@ -364,7 +364,9 @@ class _Accumulator:
             gv = torch.cat(self.gs, dim=-1, out=self.buf)[:, 0]
             self.gs = []
             gv = gv.float() if gv.dtype != torch.float32 else gv
-            if not bool(self.valid.all()):  # x * 1 is x, bit for bit: the mask matters only when a row is out
+            # x * 1 is x, bit for bit: on CPU the mask is applied only once a row is out (on a GPU, asking would
+            # cost a device sync a step)
+            if gv.device.type != "cpu" or not bool(self.valid.all()):
                 gv.mul_(self.valid[:, None])
             self.pos += torch.gt(gv, 0, out=self.gt)
             self.sum += gv
