@@ -4,9 +4,9 @@ At every decoding step capture joins the side's (b, 1, width) activations into o
 counts, sums and sums of squares (``capture._Accumulator.end``). At batch 64 and 46,080 neurons each of those tensors
 is 11.8 MB, so the update is memory traffic. Until 2026-12-02 it also allocated two (b, width) temporaries a step
 (``gv > 0``, ``gv * gv``) and multiplied by the validity mask even when every row was valid; now it reuses two
-buffers and, on CPU, skips the multiply by an all-ones mask (x * 1 is x, bit for bit). This times the library's ``end`` (after)
-against the same update written as it was (before), ABAB with shuffled order, one torch thread, and checks that both
-leave the same bits. Results: ``bench/results/stats_update.json``.
+buffers and, on CPU, skips the multiply by an all-ones mask (x * 1 is x, bit for bit). This times the library's
+``end`` (after) against the same update written as it was (before), ABAB with shuffled order, one torch thread, and
+checks that both leave the same bits. Results: ``bench/results/stats_update.json``.
 
     .venv/bin/python bench/stats_update.py [--rounds 30] [--batch 64]
 """
