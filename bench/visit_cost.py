@@ -14,14 +14,23 @@ ratios, one torch thread):
 The slope of (ratio - 1) x bare time per step over k is the CPU cost of one visit; ``nnsight 8`` is the overhead an
 edit of every layer pays before it does any work. Results: ``bench/results/visit_cost.json``.
 
-    .venv/bin/python bench/visit_cost.py [--repeats 10] [--batches 1,4] [--threads 1]
+A visit costs tens of microseconds, which whole-``generate`` ratios cannot resolve on a noisy machine (a per-pair
+spread of +-5 % of a 15 ms step). ``--direct`` times the visit itself instead: each layer's MLP is run with a forward
+that times its ``act_fn`` call (the same operations in the same order as ``Qwen2MLP.forward``), so each decoding
+step's call is timed with whatever the mode adds to it (nothing, a hook, nnsight's handoff to the trace and back,
+esnlib's edit); modes interleaved per round, thousands of calls each; the median call minus bare's is the cost of a
+visit. Results: ``bench/results/visit_cost_direct.json``.
+
+    .venv/bin/python bench/visit_cost.py [--repeats 10] [--batches 1,4] [--threads 1] [--direct]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -70,6 +79,64 @@ def hook_reads(model, sites, x, gen, k):
             h.remove()
 
 
+def timed_calls(model, sites, run, times: list):
+    """Run ``run()`` with each site's MLP timing its act_fn call; append decoding-step call times (ns) to ``times``."""
+    def fwd(self, x):
+        g = self.gate_proj(x)
+        t0 = time.perf_counter_ns()
+        a = self.act_fn(g)
+        dt = time.perf_counter_ns() - t0
+        if g.shape[1] == 1:
+            times.append(dt)
+        return self.down_proj(a * self.up_proj(x))
+
+    mlps = [model.get_submodule(s.path.rsplit(".", 1)[0]) for s in sites]
+    for mlp in mlps:
+        mlp.forward = types.MethodType(fwd, mlp)
+    try:
+        return run()
+    finally:
+        for mlp in mlps:
+            del mlp.forward
+
+
+def direct(m, sites, iv, gen, batches, rounds):
+    """Median time of one act_fn call per mode, interleaved per round; minus bare's = the cost of a visit."""
+    out = {}
+    for b in batches:
+        x = dict(input_ids=torch.randint(1, 1000, (b, 32), generator=torch.Generator().manual_seed(b)),
+                 attention_mask=torch.ones(b, 32, dtype=torch.long))
+        modes = {"bare": lambda: m.generate(**x, **gen), "hooks 8": lambda: hook_reads(m, sites, x, gen, 8),
+                 "nnsight 8": lambda: nnsight_reads(m, sites, x, gen, 8),
+                 "steer": lambda: generate(m, x, iv, sites=sites, **gen),
+                 "hooks steer": lambda: hook_run(m, x, sites, iv, capture=False, **gen)[0]}
+        ref = None
+        for k, f in modes.items():  # warm-up, and the timed forward must not change a token
+            y = timed_calls(m, sites, f, [])
+            if k in ("bare", "hooks 8", "nnsight 8"):
+                ref = y if ref is None else ref
+                assert torch.equal(y, ref), f"{k}: the timed forward changed generation"
+        times = {k: [] for k in modes}
+        order = list(modes)
+        rng = random.Random(b)
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for k in order:
+                timed_calls(m, sites, modes[k], times[k])
+        us = {k: np.asarray(v) / 1e3 for k, v in times.items()}
+        med = {k: float(np.median(v)) for k, v in us.items()}
+        res = {"calls": {k: len(v) for k, v in us.items()}, "median_us": med,
+               "q25_us": {k: float(np.percentile(v, 25)) for k, v in us.items()},
+               "q75_us": {k: float(np.percentile(v, 75)) for k, v in us.items()},
+               "visit_us": {k: med[k] - med["bare"] for k in modes if k != "bare"}}
+        out[f"batch{b}"] = res
+        print(f"batch {b}: one act_fn call at a decoding step, median [IQR] over {len(us['bare'])} calls a mode")
+        for k in modes:
+            print(f"  {k:12s} {med[k]:7.1f} us [{res['q25_us'][k]:.1f}, {res['q75_us'][k]:.1f}]"
+                  + ("" if k == "bare" else f"   +{res['visit_us'][k]:.1f} us a visit"), flush=True)
+    return out
+
+
 def per_visit_us(res, bare_step_s, prefix):
     """Least-squares slope of (median CPU ratio - 1) x bare step time over k, in microseconds per visit."""
     ks = [k for k in KS if f"{prefix} {k}" in res["cpu"]]
@@ -83,8 +150,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=10, help="ABAB rounds")
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "visit_cost.json"))
+    ap.add_argument("--direct", action="store_true", help="time each act_fn call instead (see above)")
+    ap.add_argument("--out", default=None, help="default bench/results/visit_cost.json (--direct: _direct.json)")
     a = ap.parse_args()
+    a.out = a.out or str(Path(__file__).parent / "results" / ("visit_cost_direct.json" if a.direct else
+                                                              "visit_cost.json"))
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -99,6 +169,13 @@ def main():
     out = {"setup": {"threads": a.threads, "repeats": a.repeats, "torch": torch.__version__, "start": _machine(),
                      "model": "Qwen2 8x(256,1024), prompt 32, 64 tokens", "steps": STEPS}}
     t0 = time.perf_counter()
+    if a.direct:
+        with torch.no_grad():
+            out.update(direct(m, sites, iv, gen, [int(v) for v in a.batches.split(",")], a.repeats))
+        out["setup"]["end"] = _machine()
+        Path(a.out).write_text(json.dumps(out, indent=1))
+        print(f"wrote {a.out} ({time.perf_counter() - t0:.0f} s)")
+        return
     with torch.no_grad():
         for b in (int(v) for v in a.batches.split(",")):
             x = dict(input_ids=torch.randint(1, 1000, (b, 32), generator=torch.Generator().manual_seed(b)),

@@ -84,3 +84,22 @@ def test_visit_cost_read_modes_leave_generation_unchanged():
         assert torch.equal(nnsight_reads(m, sites, x, gen, k), bare)
         assert torch.equal(hook_reads(m, sites, x, gen, k), bare)
     assert all(not s.module._forward_hooks for s in sites)  # the no-op hooks are removed
+
+
+def test_visit_cost_direct_timer_times_each_decoding_call_and_leaves_generation_unchanged():
+    import torch
+    from conftest import tiny_qwen2
+    from visit_cost import nnsight_reads, timed_calls
+
+    from esnlib.sites import find_sites
+
+    m = tiny_qwen2()
+    sites = find_sites(m)
+    x = dict(input_ids=torch.tensor([[5, 6, 7, 8]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
+    gen = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
+    bare = m.generate(**x, **gen)
+    for run in (lambda: m.generate(**x, **gen), lambda: nnsight_reads(m, sites, x, gen, len(sites))):
+        times = []
+        assert torch.equal(timed_calls(m, sites, run, times), bare)
+        assert len(times) == len(sites) * 5 and all(t > 0 for t in times)  # 5 decoding steps after the prompt
+    assert all("forward" not in m.get_submodule(s.path.rsplit(".", 1)[0]).__dict__ for s in sites)  # restored
