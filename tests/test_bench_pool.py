@@ -68,18 +68,24 @@ def test_visit_cost_slope_recovers_a_known_per_visit_cost():
     assert abs(slope - 50) < 1e-6 and abs(icpt - 200) < 1e-6
 
 
-def test_visit_cost_read_modes_leave_generation_unchanged():
+def _tiny_run():
+    """(model, sites, inputs, generate kwargs, bare output) of a tiny Qwen2 decoding 6 tokens."""
     import torch
     from conftest import tiny_qwen2
-    from visit_cost import hook_reads, nnsight_reads
 
     from esnlib.sites import find_sites
 
     m = tiny_qwen2()
-    sites = find_sites(m)
     x = dict(input_ids=torch.tensor([[5, 6, 7, 8]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
     gen = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
-    bare = m.generate(**x, **gen)
+    return m, find_sites(m), x, gen, m.generate(**x, **gen)
+
+
+def test_visit_cost_read_modes_leave_generation_unchanged():
+    import torch
+    from visit_cost import hook_reads, nnsight_reads
+
+    m, sites, x, gen, bare = _tiny_run()
     for k in (0, 1, len(sites)):
         assert torch.equal(nnsight_reads(m, sites, x, gen, k), bare)
         assert torch.equal(hook_reads(m, sites, x, gen, k), bare)
@@ -88,16 +94,9 @@ def test_visit_cost_read_modes_leave_generation_unchanged():
 
 def test_visit_cost_direct_timer_times_each_decoding_call_and_leaves_generation_unchanged():
     import torch
-    from conftest import tiny_qwen2
     from visit_cost import nnsight_reads, timed_calls
 
-    from esnlib.sites import find_sites
-
-    m = tiny_qwen2()
-    sites = find_sites(m)
-    x = dict(input_ids=torch.tensor([[5, 6, 7, 8]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
-    gen = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
-    bare = m.generate(**x, **gen)
+    m, sites, x, gen, bare = _tiny_run()
     for run in (lambda: m.generate(**x, **gen), lambda: nnsight_reads(m, sites, x, gen, len(sites))):
         times = []
         assert torch.equal(timed_calls(m, sites, run, times), bare)
