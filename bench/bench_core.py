@@ -141,21 +141,32 @@ def _bench_lm(label, key, m, gen, batches, repeats, kinds, lo, hi):
     sites = find_sites(m)
     out = {}
     for b in batches:
-        x = dict(input_ids=torch.randint(lo, hi, (b, 32), generator=torch.Generator().manual_seed(b)),
-                 attention_mask=torch.ones(b, 32, dtype=torch.long))
+        x = prompts(b, lo, hi)
         modes, pairs = _modes(m, sites, x, gen, kinds)
         out[f"batch{b}"] = res = measure(f"{key} b{b}", lambda: m.generate(**x, **gen), modes, pairs, repeats)
         _print(f"{label}, batch {b}", res)
     return out
 
 
-def bench_ref(batches, repeats, kinds):
+def prompts(b, lo=1, hi=1000):
+    """``b`` random prompts of 32 ids in [lo, hi), seeded by ``b``, no padding."""
+    return dict(input_ids=torch.randint(lo, hi, (b, 32), generator=torch.Generator().manual_seed(b)),
+                attention_mask=torch.ones(b, 32, dtype=torch.long))
+
+
+def ref_model():
+    """The reference model of the core benchmarks (Qwen2, 8 layers, hidden 256, intermediate 1024, random weights of
+    seed 0) and its generate kwargs: 64 greedy tokens, every row decodes all of them."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
     m = Qwen2ForCausalLM(Qwen2Config(vocab_size=1000, hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
                                      num_attention_heads=4, num_key_value_heads=2)).eval()
-    gen = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
+    return m, dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
+
+
+def bench_ref(batches, repeats, kinds):
+    m, gen = ref_model()
     return _bench_lm("reference Qwen2 8x(256,1024)", "ref", m, gen, batches, repeats, kinds, 1, 1000)
 
 

@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import ref_model  # noqa: E402
 from esnlib.capture import capture  # noqa: E402
 from esnlib.intervention import Intervention, generate  # noqa: E402
 from esnlib.sites import find_sites  # noqa: E402
@@ -36,15 +37,10 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    m = Qwen2ForCausalLM(Qwen2Config(vocab_size=1000, hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
-                                     num_attention_heads=4, num_key_value_heads=2)).eval()
+    m, gen = ref_model()
     sites = find_sites(m)
     rng = np.random.default_rng(0)
     iv = Intervention(np.concatenate([s.offset + rng.choice(s.width, 256, replace=False) for s in sites]), "steer")
-    gen = dict(max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0)
     x = dict(input_ids=torch.randint(1, 1000, (1, 32)), attention_mask=torch.ones(1, 32, dtype=torch.long))
     modes = {"bare": lambda: m.generate(**x, **gen), "capture (nnsight)": lambda: capture(m, x, sites=sites, **gen),
              "capture (hooks)": lambda: hook_run(m, x, sites, capture=True, **gen),

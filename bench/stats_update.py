@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import _summary  # noqa: E402
 from esnlib.capture import _Accumulator  # noqa: E402
 
 SITES, WIDTH = 30, 1536  # the demo LALM's thinker (SmolLM2-135M)
@@ -86,8 +88,7 @@ def main():
                 t[k].append((time.process_time() - c0) / a.steps * 1e3)
         ratio = [q / p for p, q in zip(t["before"], t["after"])]
         res = {"identical": same, "ms_per_step": {k: statistics.median(v) for k, v in t.items()},
-               "after_over_before": {"median": statistics.median(ratio), "q25": sorted(ratio)[len(ratio) // 4],
-                                     "q75": sorted(ratio)[3 * len(ratio) // 4]}, "raw_ms": t}
+               "after_over_before": _summary(ratio), "raw_ms": t}
         out[name] = res
         print(f"{name}: before {res['ms_per_step']['before']:.2f} ms, after {res['ms_per_step']['after']:.2f} ms a "
               f"step (CPU, median of {a.rounds}); after/before {res['after_over_before']['median']:.3f} "

@@ -39,14 +39,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import _machine, measure  # noqa: E402
+from bench_core import _machine, measure, prompts, ref_model  # noqa: E402
 from esnlib.capture import _envoy, _generator_path  # noqa: E402
 from esnlib.intervention import Intervention, generate  # noqa: E402
 from esnlib.sites import find_sites  # noqa: E402
 from hook_floor import hook_run  # noqa: E402
 
 KS = (0, 1, 2, 4, 8)
-STEPS = 64
 
 
 def nnsight_reads(model, sites, x, gen, k):
@@ -104,8 +103,7 @@ def direct(m, sites, iv, gen, batches, rounds):
     """Median time of one act_fn call per mode, interleaved per round; minus bare's = the cost of a visit."""
     out = {}
     for b in batches:
-        x = dict(input_ids=torch.randint(1, 1000, (b, 32), generator=torch.Generator().manual_seed(b)),
-                 attention_mask=torch.ones(b, 32, dtype=torch.long))
+        x = prompts(b)
         modes = {"bare": lambda: m.generate(**x, **gen), "hooks 8": lambda: hook_reads(m, sites, x, gen, 8),
                  "nnsight 8": lambda: nnsight_reads(m, sites, x, gen, 8),
                  "steer": lambda: generate(m, x, iv, sites=sites, **gen),
@@ -157,17 +155,13 @@ def main():
                                                               "visit_cost.json"))
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    m = Qwen2ForCausalLM(Qwen2Config(vocab_size=1000, hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
-                                     num_attention_heads=4, num_key_value_heads=2)).eval()
-    gen = dict(max_new_tokens=STEPS, min_new_tokens=STEPS, do_sample=False, pad_token_id=0)
+    m, gen = ref_model()
     sites = find_sites(m)
     idx = np.concatenate([s.offset + np.random.default_rng(0).choice(s.width, 256, replace=False) for s in sites])
     iv = Intervention(idx, "steer", 1.0)
+    steps = gen["max_new_tokens"]
     out = {"setup": {"threads": a.threads, "repeats": a.repeats, "torch": torch.__version__, "start": _machine(),
-                     "model": "Qwen2 8x(256,1024), prompt 32, 64 tokens", "steps": STEPS}}
+                     "model": "Qwen2 8x(256,1024), prompt 32, 64 tokens", "steps": steps}}
     t0 = time.perf_counter()
     if a.direct:
         with torch.no_grad():
@@ -178,15 +172,14 @@ def main():
         return
     with torch.no_grad():
         for b in (int(v) for v in a.batches.split(",")):
-            x = dict(input_ids=torch.randint(1, 1000, (b, 32), generator=torch.Generator().manual_seed(b)),
-                     attention_mask=torch.ones(b, 32, dtype=torch.long))
+            x = prompts(b)
             modes = {f"nnsight {k}": (lambda k=k: nnsight_reads(m, sites, x, gen, k)) for k in KS}
             modes.update({f"hooks {k}": (lambda k=k: hook_reads(m, sites, x, gen, k)) for k in KS if k})
             modes["steer"] = lambda: generate(m, x, iv, sites=sites, **gen)
             modes["hooks steer"] = lambda: hook_run(m, x, sites, iv, capture=False, **gen)[0]
             pairs = [(f"nnsight {k}", f"hooks {k}") for k in KS if k] + [("steer", "hooks steer")]
             res = measure(f"visit b{b}", lambda: m.generate(**x, **gen), modes, pairs, a.repeats)
-            step_s = res["bare_s"]["cpu_median"] / STEPS
+            step_s = res["bare_s"]["cpu_median"] / steps
             nn_slope, nn_icpt = per_visit_us(res, step_s, "nnsight")
             hk_slope, _ = per_visit_us(res, step_s, "hooks")
             res["per_visit_us"] = {"nnsight": nn_slope, "nnsight_trace_fixed": nn_icpt, "hooks": hk_slope}
