@@ -19,7 +19,9 @@ spread of +-5 % of a 15 ms step). ``--direct`` times the visit itself instead: e
 that times its ``act_fn`` call (the same operations in the same order as ``Qwen2MLP.forward``), so each decoding
 step's call is timed with whatever the mode adds to it (nothing, a hook, nnsight's handoff to the trace and back,
 esnlib's edit); modes interleaved per round, thousands of calls each; the median call minus bare's is the cost of a
-visit. Results: ``bench/results/visit_cost_direct.json``.
+visit. ``hook mul_`` is the least a hook can do for the steer (one in-place multiply by a precomputed per-column
+factor), so ``hooks steer`` minus ``hook mul_`` is esnlib's own per-visit code as it runs inside the model.
+Results: ``bench/results/visit_cost_direct.json``.
 
     .venv/bin/python bench/visit_cost.py [--repeats 10] [--batches 1,4] [--threads 1] [--direct]
 """
@@ -78,6 +80,21 @@ def hook_reads(model, sites, x, gen, k):
             h.remove()
 
 
+def hook_mul(model, sites, iv, x, gen):
+    """The least a hook can do for the steer: each site's forward hook multiplies its output in place by a
+    precomputed per-column factor (1 + α on the selected columns, 1 elsewhere: x * 1 is x, so the same bits)."""
+    hs = []
+    for s in sites:
+        d = torch.ones(s.width)
+        d[torch.as_tensor(iv.index[(iv.index >= s.offset) & (iv.index < s.stop)] - s.offset)] = 1.0 + iv.alpha
+        hs.append(s.module.register_forward_hook(lambda mod, args, out, d=d: out.mul_(d)))
+    try:
+        return model.generate(**x, **gen)
+    finally:
+        for h in hs:
+            h.remove()
+
+
 def timed_calls(model, sites, run, times: list):
     """Run ``run()`` with each site's MLP timing its act_fn call; append decoding-step call times (ns) to ``times``."""
     def fwd(self, x):
@@ -107,13 +124,17 @@ def direct(m, sites, iv, gen, batches, rounds):
         modes = {"bare": lambda: m.generate(**x, **gen), "hooks 8": lambda: hook_reads(m, sites, x, gen, 8),
                  "nnsight 8": lambda: nnsight_reads(m, sites, x, gen, 8),
                  "steer": lambda: generate(m, x, iv, sites=sites, **gen),
-                 "hooks steer": lambda: hook_run(m, x, sites, iv, capture=False, **gen)[0]}
-        ref = None
+                 "hooks steer": lambda: hook_run(m, x, sites, iv, capture=False, **gen)[0],
+                 "hook mul_": lambda: hook_mul(m, sites, iv, x, gen)}
+        ref = edited = None
         for k, f in modes.items():  # warm-up, and the timed forward must not change a token
             y = timed_calls(m, sites, f, [])
             if k in ("bare", "hooks 8", "nnsight 8"):
                 ref = y if ref is None else ref
                 assert torch.equal(y, ref), f"{k}: the timed forward changed generation"
+            else:  # the three steers edit alike
+                edited = y if edited is None else edited
+                assert torch.equal(y, edited), f"{k}: not the same steered generation"
         times = {k: [] for k in modes}
         order = list(modes)
         rng = random.Random(b)

@@ -18,9 +18,10 @@
 # # 05 · Intervention design (Figure 6, Table 4, Figure 7)
 #
 # The same CAS masks under the four intervention kinds (steer, add, clamp, deactivate; α per kind chosen to be
-# roughly comparable, `X.KIND_ALPHAS`), then steering over the α sweep (`X.DEMO_ALPHAS` on the demo LALM, the
-# paper's 0.3-2 otherwise), and the emotion-vs-WER trade-off. Deactivation and the α sweep are headline conditions
-# (`n_eval` sources on the diagonal); add and clamp use `n_sweep` sources.
+# roughly comparable, `X.KIND_ALPHAS`), then steering over the α sweep (the paper's 0.3-2; on the demo LALM
+# `X.DEMO_ALPHAS`, 0.5-2 and 4, since its text first breaks at α = 4 where the paper's broke at 2), and the
+# emotion-vs-WER trade-off. Deactivation and the α sweep are headline conditions (`n_eval` sources on the
+# diagonal); add and clamp use `n_sweep` sources.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; `smoke=True` shrinks every run for tests)

@@ -102,3 +102,20 @@ def test_visit_cost_direct_timer_times_each_decoding_call_and_leaves_generation_
         assert torch.equal(timed_calls(m, sites, run, times), bare)
         assert len(times) == len(sites) * 5 and all(t > 0 for t in times)  # 5 decoding steps after the prompt
     assert all("forward" not in m.get_submodule(s.path.rsplit(".", 1)[0]).__dict__ for s in sites)  # restored
+
+
+def test_visit_cost_hook_mul_is_the_same_steer_as_esnlib_and_removes_its_hooks():
+    import numpy as np
+    import torch
+    from visit_cost import hook_mul
+
+    from esnlib.intervention import Intervention, generate
+
+    m, sites, x, gen, bare = _tiny_run()
+    rng = np.random.default_rng(0)
+    idx = np.concatenate([s.offset + rng.choice(s.width, s.width // 2, replace=False) for s in sites])
+    iv = Intervention(idx, "steer", 3.0)
+    steered = hook_mul(m, sites, iv, x, gen)
+    assert torch.equal(steered, generate(m, x, iv, sites=sites, **gen))
+    assert not torch.equal(steered, bare)  # the edit changes the generation, so the comparison means something
+    assert all(not s.module._forward_hooks for s in sites)
