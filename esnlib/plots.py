@@ -214,27 +214,49 @@ def tradeoff(
     """Table 4 / Figure 7: emotion gain (pp, left axis) and WER (%, right axis) over α or intervention kind.
 
     ``df``: one row per x value (and ``hue`` group, e.g. judge) with ``gain`` in pp and ``wer`` as a fraction;
-    WER does not depend on the judge, so it is read from the first row of each x value. Numeric x is drawn on a numeric axis, anything else as categories in table order.
+    WER does not depend on the judge, so it is read from the first row of each x value. Numeric x is drawn on a
+    numeric axis, anything else as categories in table order. With the summary tables' CI columns the points carry
+    their 95 % CIs: ``<gain>_lo``/``<gain>_hi`` on the gain, ``d_wer``/``d_wer_lo``/``d_wer_hi`` on WER (the CI of the
+    change, placed on the steered WER: the baseline is shared); ``n_pairs`` goes into the legend.
     """
     _require(df, [x, gain, wer] + ([hue] if hue else []), "tradeoff")
     numeric = pd.api.types.is_numeric_dtype(df[x])
     cats = None if numeric else list(pd.unique(df[x]))
+    has_ci = {f"{gain}_lo", f"{gain}_hi"} <= set(df.columns)
 
     def xs(s):
         return s.to_numpy(dtype=float) if numeric else np.array([cats.index(v) for v in s], dtype=float)
 
     fig = Figure(figsize=(5.2, 3.4))
     ax = fig.add_subplot()
-    groups = df.groupby(hue, sort=False) if hue else [("gain", df)]
-    for name, g in groups:
+    groups = list(df.groupby(hue, sort=False)) if hue else [("gain", df)]
+    span = (float(df[x].max() - df[x].min()) if numeric else len(cats) - 1) or 1.0
+    for i, (name, g) in enumerate(groups):
         g = g.sort_values(x) if numeric else g
-        ax.plot(xs(g[x]), g[gain].to_numpy(dtype=float), marker="o", label=f"{gain} ({name})" if hue else gain)
+        label = f"{gain} ({name})" if hue else gain
+        if "n_pairs" in g:
+            n = sorted(set(g["n_pairs"].astype(int)))
+            label += f", n={n[0]}" if len(n) == 1 else f", n={n[0]}-{n[-1]}"
+        y = g[gain].to_numpy(dtype=float)
+        (line,) = ax.plot(xs(g[x]), y, marker="o", label=label)
+        if has_ci:  # groups side by side, so their bars do not hide each other
+            dx = (i - (len(groups) - 1) / 2) * 0.015 * span
+            err = [y - g[f"{gain}_lo"].to_numpy(dtype=float), g[f"{gain}_hi"].to_numpy(dtype=float) - y]
+            ax.errorbar(xs(g[x]) + dx, y, yerr=err, fmt="none", ecolor=line.get_color(), capsize=3, lw=1)
     w = df.drop_duplicates(x).sort_values(x) if numeric else df.drop_duplicates(x)
     ax2 = ax.twinx()
-    ax2.plot(xs(w[x]), w[wer].to_numpy(dtype=float) * 100, marker="s", ls="--", color="tab:red", label="WER")
+    wy = w[wer].to_numpy(dtype=float) * 100
+    ax2.plot(xs(w[x]), wy, marker="s", ls="--", color="tab:red", label="WER")
+    if {"d_wer", "d_wer_lo", "d_wer_hi"} <= set(w.columns):
+        d = w["d_wer"].to_numpy(dtype=float)
+        err = [(d - w["d_wer_lo"].to_numpy(dtype=float)) * 100, (w["d_wer_hi"].to_numpy(dtype=float) - d) * 100]
+        ax2.errorbar(xs(w[x]), wy, yerr=err, fmt="none", ecolor="tab:red", capsize=3, lw=1)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel(x)
-    ax.set_ylabel("Δ emotion match (pp)")
+    ax.set_xlabel({"alpha": "α", "rate": "r"}.get(x, x))
+    if numeric and df[x].nunique() <= 8:  # the swept values themselves as ticks (a rate in %)
+        ticks = sorted(df[x].unique())
+        ax.set_xticks(ticks, [f"{100 * v:g} %" if x == "rate" else f"{v:g}" for v in ticks])
+    ax.set_ylabel("Δ emotion match (pp)" + (", 95 % CI" if has_ci else ""))
     ax2.set_ylabel("WER (%)", color="tab:red")
     if not numeric:
         ax.set_xticks(range(len(cats)), [str(c) for c in cats])

@@ -104,3 +104,22 @@ def test_winrate_bars(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "average"
     with pytest.raises(ValueError, match="non-negative"):
         plots.winrate_bars(df.assign(win=-1))
+
+
+def test_tradeoff_draws_the_tables_cis_and_n(tmp_path):
+    df = pd.DataFrame({"alpha": [0.5, 1.0, 4.0] * 2, "self": [3.8, 5.0, 2.2, 0.6, 0.0, 0.3],
+                       "self_lo": [0.9, 1.9, -3.1, -0.9, -1.9, -4.1], "self_hi": [6.9, 8.4, 7.8, 2.2, 1.9, 4.7],
+                       "wer": [0.012, 0.018, 0.408] * 2, "d_wer": [0.003, 0.009, 0.398] * 2,
+                       "d_wer_lo": [-0.002, 0.001, 0.345] * 2, "d_wer_hi": [0.010, 0.022, 0.452] * 2,
+                       "n_pairs": [320] * 6, "judge": ["prosody"] * 3 + ["spectral"] * 3})
+    fig = _check(plots.tradeoff(df, hue="judge"), "alpha_ci", tmp_path)
+    ax, ax2 = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["self (prosody), n=320", "self (spectral), n=320",
+                                                                  "WER"]
+    assert len(ax.containers) == 2 and len(ax2.containers) == 1  # one set of CI bars per judge, one on WER
+    segs = ax.containers[0].lines[2][0].get_segments()  # the prosody judge's bars, in α order
+    np.testing.assert_allclose([s[:, 1] for s in segs], [[0.9, 6.9], [1.9, 8.4], [-3.1, 7.8]])
+    wer_segs = ax2.containers[0].lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 1] for s in wer_segs], [[0.7, 1.9], [1.0, 3.1], [35.5, 46.2]], atol=1e-9)
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [1.2, 1.8, 40.8])
+    assert ax.get_xlabel() == "α" and [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1", "4"]
