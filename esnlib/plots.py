@@ -55,6 +55,13 @@ def _sns():
     return sns
 
 
+def _yerr(v, lo, hi) -> list:
+    """Error-bar extents below and above ``v`` from CI bounds; NaN stays NaN (nothing drawn), and an extent below 0
+    (a percentile CI that does not contain its estimate, possible with few samples) is drawn as 0."""
+    v, lo, hi = (np.asarray(a, dtype=float) for a in (v, lo, hi))
+    return [np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)]
+
+
 def save(fig: Figure, name: str, outdir: str | os.PathLike = "figures", dpi: int = 200) -> list[Path]:
     """Write ``fig`` as ``<outdir>/<name>.pdf`` and ``<outdir>/<name>.png``; returns both paths."""
     out = Path(outdir)
@@ -69,24 +76,38 @@ def emotion_match_bars(
     df: pd.DataFrame, target_col: str = "target", judge_col: str = "judge", match_col: str = "match",
     title: str | None = None,
 ) -> Figure:
-    """Table 2 style: emotion match rate (%) per target emotion and judge, with an "avg" group.
+    """Table 2 style: emotion match rate (%) per target emotion and judge, with an "avg" group (all samples pooled,
+    as Table 2's), each bar with its 95 % CI (:func:`esnlib.evaluation.rate_ci`; a bootstrap over ``utt_id`` for
+    "avg" when the rows carry it) and each group's n under its name.
 
     ``df``: one row per judged sample with the instructed target, the judge name and ``match`` (bool/0-1).
     """
+    from .evaluation import rate_ci
+
     _require(df, [target_col, judge_col, match_col], "emotion_match_bars")
-    d = df[[target_col, judge_col]].copy()
-    d["match (%)"] = df[match_col].astype(float) * 100
-    order = _order(d[target_col])
-    rate = d.groupby([judge_col, target_col])["match (%)"].mean().reset_index()
-    avg = rate.groupby(judge_col)["match (%)"].mean().reset_index().assign(**{target_col: "avg"})
-    rate = pd.concat([rate, avg], ignore_index=True)
+    order = _order(df[target_col])
+    judges = list(pd.unique(df[judge_col]))
+    groups = [(t, df[df[target_col] == t]) for t in order] + [("avg", df)]
     fig = Figure(figsize=(1.2 * (len(order) + 1) + 2, 3.4))
     ax = fig.add_subplot()
-    _sns().barplot(data=rate, x=target_col, y="match (%)", hue=judge_col, order=order + ["avg"], ax=ax)
-    for c in ax.containers:
-        ax.bar_label(c, fmt="%.1f", fontsize=7)
+    width = 0.8 / len(judges)
+    for i, j in enumerate(judges):
+        cis = []
+        for _, g in groups:
+            g = g[g[judge_col] == j]
+            cis.append(rate_ci(g[match_col].astype(float), g["utt_id"] if "utt_id" in g else None))
+        x = np.arange(len(groups)) + (i - (len(judges) - 1) / 2) * width
+        y = np.array([100 * c.estimate for c in cis])
+        bars = ax.bar(x, y, width, label=str(j), color=f"C{i}")
+        ax.errorbar(x, y, yerr=_yerr(y, [100 * c.low for c in cis], [100 * c.high for c in cis]), fmt="none",
+                    ecolor="k", capsize=2, lw=0.8)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2, label_type="center")
+    ns = [len(g[g[judge_col] == judges[0]]) for _, g in groups]
+    ax.set_xticks(range(len(groups)), [f"{t}\nn={n}" for (t, _), n in zip(groups, ns)])
     ax.set_xlabel("target emotion")
-    ax.set_ylabel("emotion match (%)")
+    ax.set_ylabel("emotion match (%), 95 % CI")
+    ax.set_ylim(0, 105)
+    ax.legend(title=judge_col, fontsize=8)
     ax.set_title(title or "Emotion match rate")
     return fig
 
@@ -164,26 +185,47 @@ def selector_summary(
     """Table 3 / Figure 3 left: self, cross and gap (pp) per selector and judge, plus ΔWER and Δnaturalness.
 
     ``df``: one row per (selector, judge) with the ``metrics`` columns; ``extra`` columns (ΔWER as a fraction,
-    shown in pp; Δnaturalness in MOS) are taken per selector and drawn if present.
+    shown in pp; Δnaturalness in MOS) are taken per selector and drawn if present. A metric with ``<metric>_lo`` /
+    ``_hi`` columns (the summary tables' 95 % CIs) gets error bars; with ``n_pairs`` each selector's name carries
+    its number of self pairs.
     """
     _require(df, [selector_col, judge_col, *metrics], "selector_summary")
     extra = [c for c in extra if c in df.columns]
     order = list(pd.unique(df[selector_col]))
-    n = len(metrics) + len(extra)
-    fig = Figure(figsize=(3.0 * n, 3.3))
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    judges = list(pd.unique(df[judge_col]))
+    names = order
+    if "n_pairs" in df:
+        n = df.groupby(selector_col, sort=False)["n_pairs"].first().reindex(order)
+        names = [f"{s}\nn={int(v)}" if pd.notna(v) else s for s, v in n.items()]
+    k = len(metrics) + len(extra)
+    fig = Figure(figsize=(3.0 * k, 3.5 if "n_pairs" in df else 3.3))
+    axes = fig.subplots(1, k, squeeze=False)[0]
     sns = _sns()
     for ax, m in zip(axes, metrics):
-        sns.barplot(data=df, x=selector_col, y=m, hue=judge_col, order=order, ax=ax)
+        sns.barplot(data=df, x=selector_col, y=m, hue=judge_col, order=order, hue_order=judges, ax=ax)
+        if {f"{m}_lo", f"{m}_hi"} <= set(df.columns):
+            cell = df.set_index([selector_col, judge_col])
+            for j, bars in zip(judges, ax.containers):
+                for s, bar in zip(order, bars):
+                    if (s, j) not in cell.index or pd.isna(cell.loc[(s, j), f"{m}_lo"]):
+                        continue
+                    v, lo, hi = (float(cell.loc[(s, j), c]) for c in (m, f"{m}_lo", f"{m}_hi"))
+                    ax.errorbar(bar.get_x() + bar.get_width() / 2, v, yerr=_yerr([v], [lo], [hi]), fmt="none",
+                                ecolor="k", capsize=2, lw=0.8)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(f"{m} (pp)")
+        ax.set_title(f"{m} (pp)" + (", 95 % CI" if f"{m}_lo" in df.columns else ""))
         ax.set_ylabel("")
-        ax.tick_params(axis="x", rotation=30)
-    per_sel = df.groupby(selector_col, sort=False)[extra].first().reindex(order) if extra else None
+        ax.set_xticks(range(len(order)), names, fontsize=8)
+        ax.set_xlabel("")
+    per_sel = df.groupby(selector_col, sort=False).first().reindex(order) if extra else None
     for ax, m in zip(axes[len(metrics):], extra):
-        v = per_sel[m].astype(float) * (100 if m == "d_wer" else 1)
-        ax.bar(range(len(order)), v.to_numpy(), color="0.5")
-        ax.set_xticks(range(len(order)), order, rotation=30)
+        scale = 100 if m == "d_wer" else 1
+        v = per_sel[m].astype(float).to_numpy() * scale
+        ax.bar(range(len(order)), v, color="0.5")
+        if {f"{m}_lo", f"{m}_hi"} <= set(per_sel.columns):
+            lo, hi = (per_sel[c].astype(float).to_numpy() * scale for c in (f"{m}_lo", f"{m}_hi"))
+            ax.errorbar(range(len(order)), v, yerr=_yerr(v, lo, hi), fmt="none", ecolor="k", capsize=2, lw=0.8)
+        ax.set_xticks(range(len(order)), names, fontsize=8)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_title("ΔWER (pp)" if m == "d_wer" else (_nat_title(df) if m == "d_naturalness" else m))
     for ax in axes[1:len(metrics)]:
@@ -241,7 +283,7 @@ def tradeoff(
         (line,) = ax.plot(xs(g[x]), y, marker="o", label=label)
         if has_ci:  # groups side by side, so their bars do not hide each other
             dx = (i - (len(groups) - 1) / 2) * 0.015 * span
-            err = [y - g[f"{gain}_lo"].to_numpy(dtype=float), g[f"{gain}_hi"].to_numpy(dtype=float) - y]
+            err = _yerr(y, g[f"{gain}_lo"], g[f"{gain}_hi"])
             ax.errorbar(xs(g[x]) + dx, y, yerr=err, fmt="none", ecolor=line.get_color(), capsize=3, lw=1)
     w = df.drop_duplicates(x).sort_values(x) if numeric else df.drop_duplicates(x)
     ax2 = ax.twinx()
@@ -249,7 +291,7 @@ def tradeoff(
     ax2.plot(xs(w[x]), wy, marker="s", ls="--", color="tab:red", label="WER")
     if {"d_wer", "d_wer_lo", "d_wer_hi"} <= set(w.columns):
         d = w["d_wer"].to_numpy(dtype=float)
-        err = [(d - w["d_wer_lo"].to_numpy(dtype=float)) * 100, (w["d_wer_hi"].to_numpy(dtype=float) - d) * 100]
+        err = _yerr(d * 100, w["d_wer_lo"] * 100, w["d_wer_hi"] * 100)
         ax2.errorbar(xs(w[x]), wy, yerr=err, fmt="none", ecolor="tab:red", capsize=3, lw=1)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel({"alpha": "α", "rate": "r"}.get(x, x))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import EMOTIONS, PAPER_NAMES, TARGET_EMOTIONS
-from .evaluation import naturalness_note
+from .evaluation import naturalness_note, rate_ci
 from .fsutil import atomic_write_bytes
 from .world import MAX_WER
 
@@ -26,7 +26,9 @@ def judge_names(rows: pd.DataFrame) -> list[str]:
 
 def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Table 2: per e_tgt (and 'avg') the emotion match rate (%) per judge, WER (%) and naturalness, with the number
-    of clips the naturalness rests on (``naturalness_n``) and a note where that is under MIN_NATURALNESS_N."""
+    of clips the naturalness rests on (``naturalness_n``) and a note where that is under MIN_NATURALNESS_N; then each
+    match rate's 95 % CI (``match_<judge>_lo (%)`` / ``_hi``, :func:`esnlib.evaluation.rate_ci`: Wilson per e_tgt,
+    a bootstrap over sources for 'avg', where each source is converted to every e_tgt)."""
     judges = judge_names(rows)
     out = []
     for tgt, g in list(rows.groupby("target", sort=False)) + [("avg", rows)]:
@@ -37,6 +39,10 @@ def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
         rec["naturalness"] = float(g["naturalness"].mean())  # pandas skips NaN (unscored rows)
         scored = g[g["naturalness"].notna()]
         rec["naturalness_n"], rec["naturalness_note"] = len(scored), naturalness_note(scored, "clip")
+        clusters = g["utt_id"] if "utt_id" in g else None
+        for j in judges:
+            ci = rate_ci(g[f"pred_{j}"] == g["target"], clusters)
+            rec[f"match_{j}_lo (%)"], rec[f"match_{j}_hi (%)"] = 100.0 * ci.low, 100.0 * ci.high
         out.append(rec)
     order = {e: i for i, e in enumerate(EMOTIONS)}
     df = pd.DataFrame(out)

@@ -168,3 +168,32 @@ def test_layer_counts():
     two = SITES[:2] + [SimpleNamespace(offset=10, width=5, layer=0, side="talker")]
     c2 = layer_counts([np.array([12])], ["sad"], two)
     assert c2.loc[("talker", 0), "sad"] == 1 and c2.index.names == ["side", "layer"]
+
+
+def test_rate_ci_wilson_for_independent_samples_and_a_cluster_bootstrap_otherwise():
+    from esnlib.evaluation import rate_ci
+
+    ci = rate_ci([1] * 8 + [0] * 2)  # the textbook case: 8 of 10, Wilson 95 % = [0.490, 0.943]
+    assert ci.estimate == 0.8 and abs(ci.low - 0.4902) < 1e-3 and abs(ci.high - 0.9433) < 1e-3
+    assert rate_ci([1] * 5).high == 1.0 and rate_ci([0] * 5).low == 0.0  # bounded, not Wald's [1, 1]
+    assert rate_ci([1] * 8 + [0] * 2, clusters=range(10)) == ci  # one sample per cluster: independent
+    # 40 sources x 4 targets where a source matches all or none of its targets: 40 independent units, not 160
+    m = np.repeat(np.arange(40) % 2, 4)
+    clustered = rate_ci(m, clusters=np.repeat(np.arange(40), 4))
+    naive = rate_ci(m)
+    assert clustered.estimate == naive.estimate == 0.5
+    assert clustered.high - clustered.low > 1.6 * (naive.high - naive.low)
+    with pytest.raises(ValueError, match="no samples"):
+        rate_ci([])
+
+
+def test_baseline_table_carries_each_match_rates_ci():
+    from esnlib.tables import baseline_table
+
+    rows = pd.DataFrame({"utt_id": np.repeat([f"u{i}" for i in range(10)], 2), "target": ["angry", "sad"] * 10,
+                         "pred_j": ["angry"] * 8 + ["neutral"] * 12, "wer": 0.0, "naturalness": 3.0})
+    t = baseline_table(rows).set_index("e_tgt")
+    assert list(t.columns[-2:]) == ["match_j_lo (%)", "match_j_hi (%)"]
+    assert t.loc["angry", "match_j (%)"] == 40.0
+    assert abs(t.loc["angry", "match_j_lo (%)"] - 16.8) < 0.1 and abs(t.loc["angry", "match_j_hi (%)"] - 68.7) < 0.1
+    assert t.loc["avg", "match_j_lo (%)"] <= t.loc["avg", "match_j (%)"] <= t.loc["avg", "match_j_hi (%)"]

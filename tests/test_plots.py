@@ -123,3 +123,49 @@ def test_tradeoff_draws_the_tables_cis_and_n(tmp_path):
     np.testing.assert_allclose([s[:, 1] for s in wer_segs], [[0.7, 1.9], [1.0, 3.1], [35.5, 46.2]], atol=1e-9)
     np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [1.2, 1.8, 40.8])
     assert ax.get_xlabel() == "α" and [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1", "4"]
+
+
+def test_emotion_match_bars_draw_each_rates_ci_and_n(tmp_path):
+    from esnlib.evaluation import rate_ci
+
+    df = pd.DataFrame({"target": ["angry"] * 10 + ["sad"] * 10, "judge": "e2v",
+                       "utt_id": [f"u{i}" for i in range(10)] * 2, "match": [True] * 8 + [False] * 2 + [True] * 3 + [False] * 7})
+    fig = _check(plots.emotion_match_bars(df), "match_ci", tmp_path)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["angry\nn=10", "sad\nn=10", "avg\nn=20"]
+    segs = ax.containers[1].lines[2][0].get_segments()  # the error bars, in group order
+    want = [rate_ci([1] * 8 + [0] * 2), rate_ci([1] * 3 + [0] * 7),
+            rate_ci(df["match"].astype(float), df["utt_id"])]  # avg: a bootstrap over the 10 sources
+    np.testing.assert_allclose([s[:, 1] for s in segs], [[100 * c.low, 100 * c.high] for c in want])
+    assert [round(p.get_height(), 6) for p in ax.patches] == [80.0, 30.0, 55.0]
+
+
+def test_selector_summary_draws_the_tables_cis_and_each_selectors_n(tmp_path):
+    rows = []
+    for sel, s, n in [("LAP", -2.0, 32), ("CAS", 5.0, 320)]:
+        for j, dj in (("prosody", 0.0), ("spectral", 1.0)):
+            rows.append({"selector": sel, "judge": j, "self": s + dj, "self_lo": s + dj - 3, "self_hi": s + dj + 4,
+                         "cross": 0.5, "gap": s - 0.5, "n_pairs": n, "d_wer": 0.1, "d_wer_lo": 0.05, "d_wer_hi": 0.2})
+    fig = _check(plots.selector_summary(pd.DataFrame(rows)), "selectors_ci", tmp_path)
+    self_ax, cross_ax, _, wer_ax = fig.axes
+    assert [t.get_text() for t in self_ax.get_xticklabels()] == ["LAP\nn=32", "CAS\nn=320"]
+    assert self_ax.get_title() == "self (pp), 95 % CI" and cross_ax.get_title() == "cross (pp)"
+    # one bar per (selector, judge), each with its own CI at its centre
+    bars = [(round(p.get_x() + p.get_width() / 2, 6), round(p.get_height(), 6))
+            for c in self_ax.containers if not hasattr(c, "has_yerr") for p in c]
+    ci = sorted((round(c.lines[2][0].get_segments()[0][0, 0], 6), round(c.lines[2][0].get_segments()[0][1, 1], 6))
+                for c in self_ax.containers if hasattr(c, "has_yerr"))
+    assert len(ci) == 4
+    for (x, top), (bx, h) in zip(ci, sorted(bars)):
+        assert x == bx and top == h + 4  # the upper end sits 4 pp above its own bar
+    np.testing.assert_allclose(wer_ax.containers[1].lines[2][0].get_segments()[0][:, 1], [5, 20])
+    assert not cross_ax.containers[2:]  # no CI columns for cross: no error bars
+
+
+def test_error_bars_survive_a_ci_that_misses_its_estimate_and_missing_cis(tmp_path):
+    # a percentile CI from few pairs need not contain its estimate; a condition without pairs has NaN bounds
+    df = pd.DataFrame({"alpha": [0.5, 1.0], "self": [2.0, 1.0], "self_lo": [2.5, float("nan")],
+                       "self_hi": [4.0, float("nan")], "wer": [0.01, 0.02], "n_pairs": [2, 0]})
+    fig = _check(plots.tradeoff(df), "odd_ci", tmp_path)
+    lo_end = fig.axes[0].containers[0].lines[2][0].get_segments()[0][0, 1]
+    assert lo_end == 2.0  # drawn from the estimate up, not below it
