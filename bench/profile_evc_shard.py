@@ -13,6 +13,11 @@ Measured 2026-12-01 02:06 with this script, shared prefix: 384 samples in 86.2 s
 73.4 s), naturalness 27.5 %, rendering 8.1 %, prosody judge 7.5 %, spectral judge 3.1 %, features 2.8 %.
 Both with the notebooks' naturalness of then: DNSMOS P.835 OVRL on the first 16 samples of a shard. Since 2026-12-01
 they score every sample with DNSMOS P.808 (docs/demo_world.md).
+Measured 2026-12-02 06:14 (every sample scored by P.808; the talker reading the user turn): 384 samples in 111.1 s:
+generation 68.1 % (75.6 s), rendering 9.7 %, naturalness 7.4 %, prosody judge 7.1 %, features 4.4 %, spectral judge
+2.0 %. One batch-64 generate (11.4 s) splits into the prompt's unshared rest, 64 rows x 32 positions (7.7 s:
+max_new_tokens=1), and 11 decoding steps (3.7 s); matrix multiplies are 67 % of it, at the 90-110 GFLOPS this machine's
+two cores reach on those shapes (docs/notebooks.md).
 """
 from __future__ import annotations
 
