@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import ref_model  # noqa: E402
+from bench_core import prompts, ref_model  # noqa: E402
 from esnlib.capture import capture  # noqa: E402
 from esnlib.intervention import Intervention, generate  # noqa: E402
 from esnlib.sites import find_sites  # noqa: E402
@@ -41,7 +41,7 @@ def main():
     sites = find_sites(m)
     rng = np.random.default_rng(0)
     iv = Intervention(np.concatenate([s.offset + rng.choice(s.width, 256, replace=False) for s in sites]), "steer")
-    x = dict(input_ids=torch.randint(1, 1000, (1, 32)), attention_mask=torch.ones(1, 32, dtype=torch.long))
+    x = prompts(1)
     modes = {"bare": lambda: m.generate(**x, **gen), "capture (nnsight)": lambda: capture(m, x, sites=sites, **gen),
              "capture (hooks)": lambda: hook_run(m, x, sites, capture=True, **gen),
              "steer (nnsight)": lambda: generate(m, x, iv, sites=sites, **gen),

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import _machine, measure, prompts, ref_model  # noqa: E402
 from esnlib.capture import _envoy, _generator_path  # noqa: E402
 from esnlib.intervention import Intervention, generate  # noqa: E402
-from esnlib.sites import find_sites  # noqa: E402
+from esnlib.sites import find_sites, split_by_site  # noqa: E402
 from hook_floor import hook_run  # noqa: E402
 
 KS = (0, 1, 2, 4, 8)
@@ -70,29 +70,30 @@ def nnsight_reads(model, sites, x, gen, k):
     return box["out"]
 
 
-def hook_reads(model, sites, x, gen, k):
-    """Generate with k no-op forward hooks on the first k sites."""
-    hs = [s.module.register_forward_hook(lambda mod, args, out: None) for s in sites[:k]]
+def _hooked(model, x, gen, hooks):
+    """``model.generate`` with the forward hooks ``[(module, hook), ...]`` in place, removed afterwards."""
+    hs = [mod.register_forward_hook(h) for mod, h in hooks]
     try:
         return model.generate(**x, **gen)
     finally:
         for h in hs:
             h.remove()
+
+
+def hook_reads(model, sites, x, gen, k):
+    """Generate with k no-op forward hooks on the first k sites."""
+    return _hooked(model, x, gen, [(s.module, lambda mod, args, out: None) for s in sites[:k]])
 
 
 def hook_mul(model, sites, iv, x, gen):
     """The least a hook can do for the steer: each site's forward hook multiplies its output in place by a
     precomputed per-column factor (1 + α on the selected columns, 1 elsewhere: x * 1 is x, so the same bits)."""
-    hs = []
-    for s in sites:
+    hooks = []
+    for s, local in zip(sites, split_by_site(iv.index, sites)):
         d = torch.ones(s.width)
-        d[torch.as_tensor(iv.index[(iv.index >= s.offset) & (iv.index < s.stop)] - s.offset)] = 1.0 + iv.alpha
-        hs.append(s.module.register_forward_hook(lambda mod, args, out, d=d: out.mul_(d)))
-    try:
-        return model.generate(**x, **gen)
-    finally:
-        for h in hs:
-            h.remove()
+        d[torch.as_tensor(local)] = 1.0 + iv.alpha
+        hooks.append((s.module, lambda mod, args, out, d=d: out.mul_(d)))
+    return _hooked(model, x, gen, hooks)
 
 
 def timed_calls(model, sites, run, times: list):

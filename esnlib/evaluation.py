@@ -239,33 +239,24 @@ def bootstrap_ci(values, stat: Callable = np.mean, n_boot: int = 2000, level: fl
 
 def rate_ci(match, clusters=None, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> CI:
     """A match rate (a proportion, 0-1) with its CI: the Wilson score interval when the samples are independent
-    (``clusters`` None, or one sample per cluster: a Table 2 cell, one conversion per source), else a percentile
-    bootstrap that resamples whole clusters (the "avg" cell: a source converted to every e_tgt counts once)."""
+    (``clusters`` None, or one sample per cluster: a Table 2 cell, one conversion per source), else
+    :func:`clustered_mean_ci`, which resamples whole clusters (the "avg" cell: a source converted to every e_tgt
+    counts once)."""
+    from statistics import NormalDist
+
     m = np.asarray(match, dtype=float).ravel()
     if m.size == 0:
         raise ValueError("rate_ci: no samples.")
-    p = float(m.mean())
-    if clusters is None or len(pd.unique(np.asarray(clusters))) == m.size:
-        z = _z(level)
-        n = m.size
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        lo, hi = float(max(0.0, centre - half)), float(min(1.0, centre + half))
-        return CI(p, 0.0 if p == 0 else lo, 1.0 if p == 1 else hi)
-    c = pd.Series(m).groupby(np.asarray(clusters), sort=True).agg(["sum", "size"]).to_numpy(dtype=float)
-    _check_boot(len(c), n_boot, level)
-    idx = np.random.default_rng(seed).integers(0, len(c), size=(n_boot, len(c)))
-    boots = c[idx, 0].sum(1) / c[idx, 1].sum(1)
-    a = (1 - level) / 2
-    return CI(p, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
-
-
-def _z(level: float) -> float:
-    from statistics import NormalDist
-
     if not (0 < level < 1):
         raise ValueError(f"rate_ci: level must be in (0, 1), got {level}.")
-    return NormalDist().inv_cdf(0.5 + level / 2)
+    if clusters is not None and len(pd.unique(np.asarray(clusters))) < m.size:
+        return clustered_mean_ci(m, clusters, n_boot, level, seed)
+    p, n = float(m.mean()), m.size
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    return CI(p, 0.0 if p == 0 else lo, 1.0 if p == 1 else hi)
 
 
 def paired_bootstrap_ci(

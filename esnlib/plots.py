@@ -201,10 +201,10 @@ def selector_summary(
     fig = Figure(figsize=(3.0 * k, 3.5 if "n_pairs" in df else 3.3))
     axes = fig.subplots(1, k, squeeze=False)[0]
     sns = _sns()
+    cell = df.set_index([selector_col, judge_col])
     for ax, m in zip(axes, metrics):
         sns.barplot(data=df, x=selector_col, y=m, hue=judge_col, order=order, hue_order=judges, ax=ax)
         if {f"{m}_lo", f"{m}_hi"} <= set(df.columns):
-            cell = df.set_index([selector_col, judge_col])
             for j, bars in zip(judges, ax.containers):
                 for s, bar in zip(order, bars):
                     if (s, j) not in cell.index or pd.isna(cell.loc[(s, j), f"{m}_lo"]):
