@@ -18,6 +18,7 @@ __all__ = [
     "emotion_match",
     "delta",
     "effect_table",
+    "attach_cells",
     "self_cross",
     "CI",
     "bootstrap_ci",
@@ -142,7 +143,8 @@ def effect_table(
     baseline on exactly the same (utt_id, e_tgt) pairs). Both frames must hold a single condition (one row per
     key); a missing prediction counts as a miss. Rows: e_mask, columns: e_tgt, both in ``emotions`` order
     (default: the labels present, in esnlib.EMOTIONS order; labels outside ``emotions`` are dropped). Cells
-    without samples are NaN.
+    without samples are NaN. Each cell's n and paired bootstrap 95 % CI (over sources: one pair a source in a
+    cell) ride along in ``attrs["cells"]`` (:func:`attach_cells`; drawn by ``plots.effect_heatmaps``).
     """
     for name, frame, cols in (
         ("df", df, (id_col, target_col, mask_col, judge_col)),
@@ -171,7 +173,13 @@ def effect_table(
     merged["_d"] = _match(merged[judge_col], merged[target_col]).astype(float) - _match(
         merged["_base_pred"], merged[target_col]
     ).astype(float)
-    table = merged.groupby([mask_col, target_col])["_d"].mean().unstack(target_col) * scale
+    groups = merged.groupby([mask_col, target_col])
+    table = groups["_d"].mean().unstack(target_col) * scale
+    cells = []
+    for (e_mask, e_tgt), g in groups:
+        ci = clustered_mean_ci(g["_d"].to_numpy(), g[id_col].to_numpy())
+        cells.append({"e_mask": e_mask, "e_tgt": e_tgt, "delta": scale * ci.estimate, "low": scale * ci.low,
+                      "high": scale * ci.high, "n": len(g)})
     if emotions is None:
         from .selection import _emotion_order
 
@@ -181,6 +189,20 @@ def effect_table(
         rows = cols = list(emotions)
     table = table.reindex(index=rows, columns=cols)
     table.index.name, table.columns.name = "e_mask", "e_tgt"
+    return attach_cells(table, pd.DataFrame(cells, columns=["e_mask", "e_tgt", "delta", "low", "high", "n"]))
+
+
+def attach_cells(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``cells`` in ``table.attrs["cells"]``: a long frame, one row per cell, keyed by the table's
+    index and column names (e.g. e_mask, e_tgt), with ``delta`` (the cell's value), ``n`` (its samples) and, where
+    known, ``low`` / ``high`` (its 95 % CI). ``plots.effect_heatmaps`` draws them while they still describe the
+    table's values (a table rescaled or edited afterwards is drawn without them)."""
+    keys = [table.index.name, table.columns.name]
+    missing = [c for c in (*keys, "delta", "n") if c not in cells.columns]
+    if missing:
+        raise KeyError(f"attach_cells: cells lack columns {missing} (has {list(cells.columns)}); they are keyed by "
+                       f"the table's index and column names {keys}.")
+    table.attrs["cells"] = cells.reset_index(drop=True)
     return table
 
 

@@ -30,8 +30,8 @@ from .runs import (  # noqa: F401
 from .selection import selector_scores  # noqa: F401  (notebook 09 ranks with it; X.selector_scores)
 from .sweeps import evaluate_masks, evaluate_settings, ser_effects, ser_label_free, ser_transfer  # noqa: F401
 from .tables import (  # noqa: F401
-    audio_pairs, baseline_table, effect_ci, effect_pairs, effect_tables, export_rows, export_ser_rows, judge_names,
-    label_distribution, save_table, ser_effect_ci, ser_effect_table, ser_self_other, summarize,
+    audio_pairs, baseline_table, cell_table, effect_ci, effect_pairs, effect_tables, export_rows, export_ser_rows,
+    judge_names, label_distribution, save_table, ser_effect_ci, ser_effect_table, ser_self_other, summarize,
 )
 from .validity import (  # noqa: F401
     _precision_with_ties, candidate_neurons, causal_effects, contrast_masks, emotion_score, mask_anatomy,

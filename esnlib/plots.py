@@ -7,6 +7,7 @@ is in the table. ``save(fig, name)`` writes ``<outdir>/<name>.pdf`` and ``.png``
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -141,8 +142,14 @@ def effect_heatmaps(
     """One or several e_mask x e_tgt heatmaps of Δ emotion match (pp) (Figures 3 right, 4-7).
 
     ``tables``: an ``evaluation.effect_table`` or a mapping panel title -> table. Diverging colormap centred at
-    0 with one colour scale shared by all panels (``vmax`` defaults to the largest |value|); cells annotated.
+    0 with one colour scale shared by all panels (``vmax`` defaults to the largest |value|); cells annotated. A
+    table that carries its cells (``attrs["cells"]``: ``effect_table``, ``tables.ser_effect_table``,
+    ``tables.cell_table``) has each cell's n under its value and the cells whose 95 % CI excludes 0 outlined.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
     if isinstance(tables, pd.DataFrame):
         tables = {"": tables}
     if not tables:
@@ -157,24 +164,58 @@ def effect_heatmaps(
     n = len(tables)
     ncols = ncols or min(n, 4)
     nrows = int(np.ceil(n / ncols))
-    fig = Figure(figsize=(3.3 * ncols + 0.8, 3.0 * nrows))
+    fig = Figure(figsize=(3.1 * ncols + 1.0, 3.1 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     sns = _sns()
+    with_n = with_ci = False
     for i, (name, t) in enumerate(tables.items()):
         ax = axes.flat[i]
-        sns.heatmap(t.astype(float), ax=ax, cmap=DIVERGING, center=0, vmin=-vmax, vmax=vmax, annot=True,
-                    fmt=fmt, annot_kws={"fontsize": 8}, cbar=(i % ncols == ncols - 1 or i == n - 1),
-                    cbar_kws={"label": "Δ match (pp)"}, square=True, linewidths=0.5)
-        ax.set_title(str(name))
-        ax.set_xlabel("e_tgt")
-        ax.set_ylabel("e_mask")
+        v = t.to_numpy(dtype=float)
+        cell_n, lo, hi = _cells(t)
+        annot = np.array([[("" if not np.isfinite(x) else format(x, fmt))
+                           + ("" if cell_n is None or not np.isfinite(k) else f"\nn={int(k)}")
+                           for x, k in zip(row, krow)] for row, krow in
+                          zip(v, cell_n if cell_n is not None else np.full(v.shape, np.nan))])
+        sns.heatmap(t.astype(float), ax=ax, cmap=DIVERGING, center=0, vmin=-vmax, vmax=vmax, annot=annot, fmt="",
+                    annot_kws={"fontsize": 7 if cell_n is not None else 8}, cbar=False, square=True,
+                    linewidths=0.5)
+        if lo is not None:
+            for r_, c_ in zip(*np.nonzero((lo > 0) | (hi < 0))):
+                ax.add_patch(Rectangle((c_, r_), 1, 1, fill=False, edgecolor="k", lw=1.8, clip_on=False))
+        with_n, with_ci = with_n or cell_n is not None, with_ci or lo is not None
+        ax.set_title(textwrap.fill(str(name), 32))
+        ax.set_xlabel(t.columns.name or "e_tgt")
+        ax.set_ylabel(t.index.name or "e_mask")
         ax.tick_params(axis="y", labelrotation=0)  # emotion names side by side would overlap when vertical
+        if t.shape[1] > 4:  # five emotion names side by side overlap
+            ax.tick_params(axis="x", labelrotation=35)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
+    fig.colorbar(ScalarMappable(Normalize(-vmax, vmax), DIVERGING), ax=list(axes.flat)[:n], label="Δ (pp)",
+                 shrink=0.8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if with_n:
+        fig.supxlabel("n: paired samples per cell" + ("; outlined: the cell's paired bootstrap 95 % CI excludes 0"
+                                                       if with_ci else ""), fontsize=8)
     return fig
+
+
+def _cells(t: pd.DataFrame):
+    """The (n, low, high) arrays aligned with ``t`` from ``t.attrs["cells"]`` (``evaluation.attach_cells``); None for
+    what is not known, and all None when the cells no longer describe ``t`` (a table rescaled or edited since)."""
+    cells = t.attrs.get("cells")
+    keys = [t.index.name, t.columns.name]
+    if not isinstance(cells, pd.DataFrame) or not set(keys + ["delta", "n"]) <= set(cells.columns):
+        return None, None, None
+    wide = {c: cells.pivot_table(index=keys[0], columns=keys[1], values=c, aggfunc="first", dropna=False)
+                 .reindex(index=t.index, columns=t.columns).to_numpy(dtype=float)
+            for c in ("delta", "n", "low", "high") if c in cells.columns}
+    if not np.allclose(wide["delta"], t.to_numpy(dtype=float), rtol=1e-9, atol=1e-9, equal_nan=True):
+        return None, None, None
+    if "low" not in wide or "high" not in wide:
+        return wide["n"], None, None
+    return wide["n"], wide["low"], wide["high"]
 
 
 def selector_summary(

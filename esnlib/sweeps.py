@@ -126,9 +126,11 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
     - ``mix``: the expectation over a uniformly chosen mask: every mask applied to every item (``per_mask``, from
       :func:`ser_effects`), accuracy averaged over masks.
     - ``union``: one pass with the union of all emotions' masks.
-    Returns per strategy and true emotion the accuracy (%) and its change against the baseline (pp).
+    Returns per strategy and true emotion the accuracy (%), its change against the baseline (``delta``, pp) with a
+    paired bootstrap 95 % CI over items (``low`` / ``high``) and ``n`` items.
     """
     from . import Intervention
+    from .evaluation import clustered_mean_ci
 
     utts = {u.id: u for u in world.split(split, n, emotion=None)}
     b = base.drop_duplicates("utt_id").set_index("utt_id")
@@ -136,9 +138,11 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
 
     def acc_rows(name, df):
         for emo, g in df.groupby("emotion"):
-            base_acc = float((b.loc[g["utt_id"], "pred"].to_numpy() == emo).mean())
+            hit_base = b.loc[g["utt_id"], "pred"].to_numpy() == emo
+            ci = clustered_mean_ci(g["correct"].to_numpy(dtype=float) - hit_base, g["utt_id"].to_numpy())
             out.append({"strategy": name, "emotion": emo, "accuracy": 100 * float(g["correct"].mean()),
-                        "delta": 100 * (float(g["correct"].mean()) - base_acc), "n": len(g)})
+                        "delta": 100 * (float(g["correct"].mean()) - float(hit_base.mean())), "n": len(g),
+                        "low": 100 * ci.low, "high": 100 * ci.high})
 
     oracle = per_mask[per_mask["mask_emotion"] == per_mask["emotion"]]
     acc_rows("oracle", oracle)

@@ -206,7 +206,13 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
 
     measure="accuracy": Δ recall of each true emotion (deactivation: self cells should drop most).
     measure="predicted": Δ share of items predicted as e_mask (amplification: self-steering toward e_mask).
+    Each cell's n (items) and paired bootstrap 95 % CI over items ride along in ``attrs["cells"]``
+    (``evaluation.attach_cells``; drawn by ``plots.effect_heatmaps``).
     """
+    from .evaluation import attach_cells, clustered_mean_ci
+
+    if measure not in ("accuracy", "predicted"):
+        raise ValueError(f"measure must be 'accuracy' or 'predicted', got {measure!r}")
     b = base.drop_duplicates("utt_id").set_index("utt_id")
     recs = []
     for e_mask, g in rows.groupby("mask_emotion"):
@@ -214,17 +220,35 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
         bb = b.reindex(g.index)
         for emo, gg in g.groupby("emotion"):
             idx = gg.index
-            if measure == "accuracy":
-                d = (gg["pred"] == emo).mean() - (bb.loc[idx, "pred"] == emo).mean()
-            elif measure == "predicted":
-                d = (gg["pred"] == e_mask).mean() - (bb.loc[idx, "pred"] == e_mask).mean()
-            else:
-                raise ValueError(f"measure must be 'accuracy' or 'predicted', got {measure!r}")
-            recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100.0 * float(d)})
-    t = pd.DataFrame(recs).pivot(index="e_mask", columns="emotion", values="delta")
+            label = emo if measure == "accuracy" else e_mask
+            hit, hit_base = (gg["pred"] == label).to_numpy(), (bb.loc[idx, "pred"] == label).to_numpy()
+            ci = clustered_mean_ci(hit.astype(float) - hit_base, np.asarray(idx))
+            recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100.0 * float(hit.mean() - hit_base.mean()),
+                         "low": 100 * ci.low, "high": 100 * ci.high, "n": len(gg)})
+    cells = pd.DataFrame(recs)
+    t = cells.pivot(index="e_mask", columns="emotion", values="delta")
     order = [e for e in EMOTIONS if e in t.index] + [e for e in t.index if e not in EMOTIONS]
     cols = [e for e in EMOTIONS if e in t.columns] + [e for e in t.columns if e not in EMOTIONS]
-    return t.reindex(index=order, columns=cols)
+    return attach_cells(t.reindex(index=order, columns=cols), cells)
+
+
+def cell_table(cells: pd.DataFrame, index: str, columns: str, value: str = "delta") -> pd.DataFrame:
+    """The wide ``index`` x ``columns`` table of ``value`` from a long per-cell table (e.g. ``ser_effect_ci``'s,
+    ``ser_label_free``'s), carrying the cells' ``n`` and, where present, ``low`` / ``high`` for
+    ``plots.effect_heatmaps`` (``evaluation.attach_cells``)."""
+    from .evaluation import attach_cells
+
+    missing = [c for c in (index, columns, value, "n") if c not in cells.columns]
+    if missing:
+        raise KeyError(f"cell_table: cells lack columns {missing} (has {list(cells.columns)}).")
+    def order(labels):  # emotions in esnlib.EMOTIONS order, other labels (strategies, ...) as they come
+        labels = list(pd.unique(labels))
+        return [e for e in EMOTIONS if e in labels] + [x for x in labels if x not in EMOTIONS]
+
+    t = cells.pivot(index=index, columns=columns, values=value)
+    t = t.reindex(index=order(cells[index]), columns=order(cells[columns]))
+    keep = [c for c in ("low", "high", "n") if c in cells.columns]
+    return attach_cells(t, cells[[index, columns, *keep]].assign(delta=cells[value]))
 
 
 def ser_effect_ci(rows: pd.DataFrame, base: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:

@@ -108,7 +108,7 @@ table(counts, "layer_counts", latex=False)
 save(plots.layer_heatmap({"SER masks": counts}, title=f"{selector} SER ESNs per layer (r={r:.2%})"),
      "layer_counts")
 lf = table(X.ser_label_free(world, m, base, deact, kind="deactivate", alpha=0.0, n=n_ser), "label_free")
-piv = lf.pivot(index="strategy", columns="emotion", values="delta")
+piv = X.cell_table(lf, "strategy", "emotion")  # each cell's n drawn in the heatmap
 save(plots.effect_heatmaps({"Δ recall under deactivation": piv}, title="Label-free strategies (pp)"),
      "label_free")
 piv
@@ -133,8 +133,7 @@ if world_b is not None:
     table(tr, "transfer", latex=False)
     table(pd.concat(cells.values(), ignore_index=True), "transfer_ci", latex=False)
     table(X.mask_similarity(m, m_b, world.sites("lm")).set_index("emotion"), "transfer_overlap", latex=False)
-    save(plots.effect_heatmaps({k: v.pivot(index="e_mask", columns="emotion", values="delta")
-                                for k, v in cells.items()},
+    save(plots.effect_heatmaps({k: X.cell_table(v, "e_mask", "emotion") for k, v in cells.items()},
                                title=f"SER transfer: Δ recall on {B} under deactivation (pp)"), "transfer")
     a, b = tr.iloc[0], tr.iloc[1]
     display(Markdown(

@@ -83,6 +83,28 @@ def test_effect_table_and_self_cross():
     assert t2.loc["sad", "sad"] == pytest.approx(100 * (2 / 3 - 0.0))
 
 
+def test_effect_table_carries_each_cells_n_and_ci():
+    df, base = _effect_frames()
+    t = effect_table(df, base, "pred_j")
+    cells = t.attrs["cells"].set_index(["e_mask", "e_tgt"])
+    assert set(cells.index) == {(m, e) for m in t.index for e in t.columns}
+    assert (cells["n"] == 4).all()  # four sources in every cell, one pair each
+    for (m, e), c in cells.iterrows():
+        assert c["delta"] == pytest.approx(t.loc[m, e])
+        assert c["low"] <= c["delta"] <= c["high"]
+    # angry x angry: three of four sources gain a match, none loses one: the CI lies above 0
+    assert cells.loc[("angry", "angry"), "low"] > 0
+    # sad x angry: one source gains, the three others are unchanged: with n = 4 the CI reaches 0
+    assert cells.loc[("sad", "angry"), "low"] == 0 and cells.loc[("sad", "angry"), "high"] > 0
+    # the same bootstrap as the summaries' (a source resampled whole), so the bounds are that CI's
+    from esnlib.evaluation import clustered_mean_ci
+
+    g = df[(df.mask_emotion == "angry") & (df.target == "angry")]
+    d = (g.pred_j == "angry").astype(float).to_numpy() - 0.0
+    ci = clustered_mean_ci(d, g.utt_id.to_numpy())
+    assert cells.loc[("angry", "angry"), ["low", "high"]].tolist() == [100 * ci.low, 100 * ci.high]
+
+
 def test_effect_table_errors():
     df, base = _effect_frames()
     with pytest.raises(ValueError, match="no baseline sample"):

@@ -303,6 +303,26 @@ def test_ser_effect_table_signs():
     t = X.ser_effect_table(rows, base, "accuracy")
     assert t.loc["angry", "angry"] == -100 and t.loc["angry", "sad"] == 0
     assert t.loc["sad", "sad"] == -50 and t.loc["sad", "angry"] == 0
+    cells = t.attrs["cells"].set_index(["e_mask", "emotion"])  # each cell's n and CI, for the heatmaps
+    assert (cells["n"] == 2).all()
+    assert (cells["low"] <= cells["delta"]).all() and (cells["delta"] <= cells["high"]).all()
+    assert cells.loc[("angry", "angry"), ["low", "high"]].tolist() == [-100, -100]  # both items lost: no spread
+    amp = X.ser_effect_table(rows, base, "predicted")  # share predicted as e_mask: the sad mask's neutral item
+    assert amp.loc["sad", "sad"] == -50 and amp.attrs["cells"].set_index(["e_mask", "emotion"]).loc[
+        ("sad", "sad"), "delta"] == -50
+    with pytest.raises(ValueError, match="accuracy' or 'predicted"):
+        X.ser_effect_table(rows, base, "recall")
+
+
+def test_cell_table_orders_emotions_and_keeps_the_cells():
+    long = pd.DataFrame({"strategy": ["oracle", "oracle", "2pass", "2pass"],
+                         "emotion": ["surprise", "angry", "surprise", "angry"],
+                         "delta": [-50.0, 0.0, -45.0, 1.0], "n": [73, 86, 73, 86]})
+    t = X.cell_table(long, "strategy", "emotion")
+    assert list(t.index) == ["oracle", "2pass"] and list(t.columns) == ["angry", "surprise"]
+    assert t.loc["2pass", "surprise"] == -45 and list(t.attrs["cells"]["n"]) == [73, 86, 73, 86]
+    with pytest.raises(KeyError, match=r"cells lack columns \['n'\]"):
+        X.cell_table(long.drop(columns="n"), "strategy", "emotion")
 
 
 def test_save_table_writes_csv_and_latex(tmp_path):
