@@ -25,6 +25,7 @@ __all__ = [
     "layer_heatmap",
     "seen_unseen",
     "winrate_bars",
+    "selector_validity",
 ]
 
 DIVERGING = "RdBu_r"
@@ -310,7 +311,7 @@ def tradeoff(
     def xs(s):
         return s.to_numpy(dtype=float) if numeric else np.array([cats.index(v) for v in s], dtype=float)
 
-    fig = Figure(figsize=(5.2, 3.4))
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
     ax = fig.add_subplot()
     groups = list(df.groupby(hue, sort=False)) if hue else [("gain", df)]
     span = (float(df[x].max() - df[x].min()) if numeric else len(cats) - 1) or 1.0
@@ -345,9 +346,9 @@ def tradeoff(
         ax.set_xticks(range(len(cats)), [str(c) for c in cats])
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    # below the axes: inside, it would cover the CIs wherever they fall
+    fig.legend(h1 + h2, l1 + l2, fontsize=8, loc="outside lower center", ncol=min(3, len(h1 + h2)), frameon=False)
     ax.set_title(title or "Emotion gain vs. content preservation")
-    fig.tight_layout()
     return fig
 
 
@@ -477,4 +478,48 @@ def mask_anatomy(mean_act: np.ndarray, emotions: Sequence[str], masks: Mapping[s
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def selector_validity(val: pd.DataFrame, title: str | None = None) -> Figure:
+    """Notebook 09: each selector's ranking against single-neuron causal effects, per emotion — precision@N_sel
+    with the chance level of a random pick of the same size (a black tick), and Spearman ρ with its 95 % CI
+    (``spearman_lo`` / ``_hi`` when present); n (candidate neurons) in the panel titles. ``val``:
+    ``validity.selector_validity``'s table."""
+    _require(val, ["selector", "emotion", "precision", "chance", "spearman"], "selector_validity")
+    sels, emos = list(pd.unique(val["selector"])), _order(val["emotion"])
+    v = val.set_index(["selector", "emotion"])
+    fig = Figure(figsize=(10, 3.9), layout="constrained")
+    axes = fig.subplots(1, 2)
+    width = 0.8 / len(emos)
+    n = sorted(set(val["n_candidates"].astype(int))) if "n_candidates" in val else []
+    n_txt = f"n = {n[0]} candidate neurons" if len(n) == 1 else "n = " + ", ".join(map(str, n))
+    has_ci = {"spearman_lo", "spearman_hi"} <= set(val.columns)
+    for j, e in enumerate(emos):
+        x = np.arange(len(sels)) + (j - (len(emos) - 1) / 2) * width
+        rows = v.reindex([(s_, e) for s_ in sels])
+        bars = axes[0].bar(x, rows["precision"].to_numpy(dtype=float), width, label=e)
+        axes[0].hlines(rows["chance"].to_numpy(dtype=float), x - width / 2, x + width / 2, colors="k", lw=1.5,
+                       label="chance" if j == 0 else None)
+        rho = rows["spearman"].to_numpy(dtype=float)
+        axes[1].bar(x, rho, width, color=bars.patches[0].get_facecolor())
+        if has_ci:
+            axes[1].errorbar(x, rho, yerr=_yerr(rho, rows["spearman_lo"], rows["spearman_hi"]), fmt="none",
+                             ecolor="k", capsize=2, lw=0.8)
+    for ax, t in zip(axes, ("precision@N_sel vs the causal top set", "Spearman ρ(selector score, causal effect)"
+                            + (", 95 % CI" if has_ci else ""))):
+        for i, s_ in enumerate(sels):  # e.g. random: none of its neurons is a candidate, so nothing to rank
+            if v.loc[s_, "precision"].isna().all() and v.loc[s_, "spearman"].isna().all():
+                ax.text(i, 0.02, "no mask neuron\namong the\ncandidates", ha="center", va="bottom", fontsize=7,
+                        transform=ax.get_xaxis_transform())
+        ax.set_xticks(np.arange(len(sels)), sels)
+        ax.set_title(f"{t}\n({n_txt} per emotion)" if n else t, fontsize=10)
+        ax.set_xlabel("selector")
+    axes[0].set_ylabel("precision")
+    axes[1].set_ylabel("Spearman ρ")
+    axes[1].axhline(0, color="k", lw=0.8)
+    h, lab = axes[0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="outside lower center", ncol=len(h), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
     return fig

@@ -83,7 +83,9 @@ def selector_validity(P: np.ndarray, emotions: Sequence[str], causal: pd.DataFra
     on e (N_sel = the selector's own mask size for e, capped by the number of candidates); precision@N_sel = share
     of the selector's mask (restricted to candidates) inside it, ties split evenly; ``chance`` = the precision of a
     random pick; ρ = Spearman correlation between the selector's score and the effect over all candidates (-inf
-    scores tie at the bottom; NaN when either side is constant). ``extra``: rankings that do not come from P,
+    scores tie at the bottom; NaN when either side is constant), with its 95 % CI (``spearman_lo`` / ``_hi``:
+    Fisher's z with Fieller et al.'s standard error for Spearman's ρ, sqrt(1.06 / (n - 3))) and ``n_candidates``
+    (n). ``extra``: rankings that do not come from P,
     name -> (scores (E, N), masks per emotion), e.g. ``{"ATTR": (ms.scores, [ms.masks[e] for e in emotions])}``.
     """
     from scipy.stats import spearmanr
@@ -104,10 +106,25 @@ def selector_validity(P: np.ndarray, emotions: Sequence[str], causal: pd.DataFra
             k = int(in_mask.sum())
             prec = _precision_with_ties(eff, in_mask) if k else float("nan")
             rho = float(spearmanr(sc, eff).statistic) if np.ptp(sc) > 0 and np.ptp(eff) > 0 else float("nan")
+            lo, hi = spearman_ci(rho, len(cand))
             recs.append({"selector": sel, "emotion": e, "n_in_candidates": k, "precision": prec,
                          "chance": k / len(cand), "spearman": rho,
-                         "mean_effect_of_mask": float(np.mean(eff[in_mask])) if k else float("nan")})
+                         "mean_effect_of_mask": float(np.mean(eff[in_mask])) if k else float("nan"),
+                         "spearman_lo": lo, "spearman_hi": hi, "n_candidates": len(cand)})
     return pd.DataFrame(recs)
+
+
+def spearman_ci(rho: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """CI of a Spearman ρ from n pairs: Fisher's z, atanh(ρ) ± z_level · sqrt(1.06 / (n - 3)) (Fieller, Hartley and
+    Pearson 1957, the usual standard error for Spearman's ρ), mapped back; NaN when ρ is NaN or n < 4."""
+    from statistics import NormalDist
+
+    if not np.isfinite(rho) or n < 4:
+        return float("nan"), float("nan")
+    if abs(rho) >= 1:  # a perfect ranking: z is infinite, the interval collapses onto it
+        return float(rho), float(rho)
+    z, half = np.arctanh(rho), NormalDist().inv_cdf(0.5 + level / 2) * np.sqrt(1.06 / (n - 3))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
 def _precision_with_ties(eff: np.ndarray, in_mask: np.ndarray) -> float:

@@ -280,6 +280,8 @@ def test_effect_ci_brackets_estimate():
 
 
 def test_selector_validity_recovers_known_causal_ranking():
+    from esnlib.validity import spearman_ci
+
     rng = np.random.default_rng(1)
     P = rng.uniform(0.05, 0.95, size=(4, 300))
     emos = list(TARGET_EMOTIONS)
@@ -291,6 +293,20 @@ def test_selector_validity_recovers_known_causal_ranking():
     assert (lap["precision"] == 1.0).all() and (lap["spearman"] > 0.99).all()
     rnd = val[val.selector == "random"]
     assert rnd["precision"].mean() < 0.3
+    assert (val["n_candidates"] == 300).all() and (lap["spearman_lo"] > 0.99).all()
+    assert spearman_ci(1.0, 300) == (1.0, 1.0)  # a perfect ranking: no spread
+    ok = val["spearman"].notna()
+    assert ((val.spearman_lo <= val.spearman) & (val.spearman <= val.spearman_hi))[ok].all()
+
+
+def test_spearman_ci_is_fishers_z_with_fiellers_standard_error():
+    from esnlib.validity import spearman_ci
+
+    # rho = 0.5, n = 30: atanh(0.5) = 0.5493 +- 1.96 * sqrt(1.06 / 27) = 0.3884 -> tanh: [0.160, 0.734]
+    assert spearman_ci(0.5, 30) == pytest.approx((0.1596, 0.7339), abs=5e-4)
+    lo, hi = spearman_ci(0.0, 12)
+    assert lo == pytest.approx(-hi) and hi > 0.5  # few neurons, a wide interval
+    assert np.isnan(spearman_ci(float("nan"), 30)).all() and np.isnan(spearman_ci(0.3, 3)).all()
 
 
 def test_ser_effect_table_signs():

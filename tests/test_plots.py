@@ -142,8 +142,10 @@ def test_tradeoff_draws_the_tables_cis_and_n(tmp_path):
                        "n_pairs": [320] * 6, "judge": ["prosody"] * 3 + ["spectral"] * 3})
     fig = _check(plots.tradeoff(df, hue="judge"), "alpha_ci", tmp_path)
     ax, ax2 = fig.axes
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["self (prosody), n=320", "self (spectral), n=320",
-                                                                  "WER"]
+    (leg,) = fig.legends
+    assert [t.get_text() for t in leg.get_texts()] == ["self (prosody), n=320", "self (spectral), n=320", "WER"]
+    fig.canvas.draw()  # the legend sits below the axes, so it covers none of the curves or CIs
+    assert leg.get_window_extent().y1 <= ax.get_tightbbox().y0 + 1
     assert len(ax.containers) == 2 and len(ax2.containers) == 1  # one set of CI bars per judge, one on WER
     segs = ax.containers[0].lines[2][0].get_segments()  # the prosody judge's bars, in α order
     np.testing.assert_allclose([s[:, 1] for s in segs], [[0.9, 6.9], [1.9, 8.4], [-3.1, 7.8]])
@@ -197,3 +199,27 @@ def test_error_bars_survive_a_ci_that_misses_its_estimate_and_missing_cis(tmp_pa
     fig = _check(plots.tradeoff(df), "odd_ci", tmp_path)
     lo_end = fig.axes[0].containers[0].lines[2][0].get_segments()[0][0, 1]
     assert lo_end == 2.0  # drawn from the estimate up, not below it
+
+
+def test_selector_validity_draws_chance_rho_cis_and_n(tmp_path):
+    from esnlib.validity import spearman_ci
+
+    rows = []
+    for sel, rho in (("LAP", 0.1), ("CAS", -0.2), ("ATTR", 0.7)):
+        for e in EMOS:
+            lo, hi = spearman_ci(rho, 42)
+            rows.append({"selector": sel, "emotion": e, "precision": 0.5, "chance": 0.2, "spearman": rho,
+                         "spearman_lo": lo, "spearman_hi": hi, "n_candidates": 42})
+    rows += [{"selector": "random", "emotion": e, "precision": np.nan, "chance": 0.0, "spearman": np.nan,
+              "spearman_lo": np.nan, "spearman_hi": np.nan, "n_candidates": 42} for e in EMOS]
+    fig = _check(plots.selector_validity(pd.DataFrame(rows)), "validity", tmp_path)
+    left, right = fig.axes
+    assert "n = 42 candidate neurons" in left.get_title() and "95 % CI" in right.get_title()
+    segs = np.concatenate([c.get_segments() for c in left.collections])  # the chance ticks, one per bar
+    assert len(segs) == 16 and np.allclose([s[0, 1] for s in segs], [0.2, 0.2, 0.2, 0.0] * 4)  # per emotion
+    bars = right.containers[1::2]  # the ρ error bars, one container per emotion; their ends are the CIs
+    ends = [s[:, 1] for s in bars[0].lines[2][0].get_segments() if len(s)]  # random's NaN draws nothing
+    np.testing.assert_allclose(ends, [spearman_ci(0.1, 42), spearman_ci(-0.2, 42), spearman_ci(0.7, 42)])
+    assert any("no mask neuron" in t.get_text() for t in right.texts)
+    with pytest.raises(KeyError, match="chance"):
+        plots.selector_validity(pd.DataFrame(rows).drop(columns="chance"))
