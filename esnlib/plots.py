@@ -119,11 +119,13 @@ def label_distribution(
 ) -> Figure:
     """Distribution (%) of predicted labels per judge: shows the neutral bias of the baseline (section 5.1).
 
-    Missing predictions are shown as "none".
+    Missing predictions are shown as "none"; each judge's number of samples is in the legend.
     """
     _require(df, [pred_col] + ([judge_col] if judge_col else []), "label_distribution")
     d = pd.DataFrame({"label": df[pred_col].where(df[pred_col].notna(), "none").astype(str)})
     d["judge"] = df[judge_col].astype(str).to_numpy() if judge_col else "judge"
+    counts = d["judge"].value_counts()
+    d["judge"] = d["judge"].map(lambda j: f"{j} (n={counts[j]})")
     share = d.groupby("judge")["label"].value_counts(normalize=True).mul(100).rename("share (%)").reset_index()
     order = _order(share["label"])
     fig = Figure(figsize=(1.1 * len(order) + 2, 3.4))
@@ -386,7 +388,7 @@ def seen_unseen(
     """Figure 10: Δ emotion match (pp) per emotion for seen vs unseen speakers with CI error bars.
 
     ``df``: one row per (emotion, split) with the estimate and its CI bounds (e.g. from
-    ``evaluation.paired_bootstrap_ci``, in pp).
+    ``evaluation.paired_bootstrap_ci``, in pp); with an ``n`` column each split's n goes into the legend.
     """
     _require(df, [emotion_col, split_col, value_col, low_col, high_col], "seen_unseen")
     if ((df[low_col] > df[value_col]) | (df[high_col] < df[value_col])).any():
@@ -401,7 +403,11 @@ def seen_unseen(
         pos = np.arange(len(emos)) - 0.4 + width * (i + 0.5)
         v = g[value_col].to_numpy(dtype=float)
         err = np.vstack([v - g[low_col].to_numpy(dtype=float), g[high_col].to_numpy(dtype=float) - v])
-        ax.bar(pos, v, width, yerr=err, capsize=3, label=str(s))
+        label = str(s)
+        if "n" in g and g["n"].notna().any():
+            n = sorted(set(g["n"].dropna().astype(int)))
+            label += f" (n={n[0]} per emotion)" if len(n) == 1 else f" (n={n[0]}-{n[-1]} per emotion)"
+        ax.bar(pos, v, width, yerr=err, capsize=3, label=label)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(range(len(emos)), emos)
     ax.set_ylabel("Δ emotion match (pp)")

@@ -39,6 +39,9 @@ def test_label_distribution(tmp_path):
     fig = _check(plots.label_distribution(df), "labels", tmp_path)
     heights = sorted(round(p.get_height(), 3) for p in fig.axes[0].patches if p.get_height() > 0)
     assert heights == [12.5, 12.5, 75.0]
+    two = pd.concat([df, df.head(4).assign(judge="spectral")], ignore_index=True)  # each judge's n in the legend
+    fig = plots.label_distribution(two)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["e2v (n=8)", "spectral (n=4)"]
 
 
 def test_effect_heatmaps(tmp_path):
@@ -122,6 +125,9 @@ def test_seen_unseen(tmp_path):
                        "delta": [4, 3, 5, 2, 3, 2, 6, 1], "low": [1, 0, 2, -1, 0, -1, 3, -2],
                        "high": [7, 6, 8, 5, 6, 5, 9, 4]})
     _check(plots.seen_unseen(df), "seen", tmp_path)
+    fig = plots.seen_unseen(df.assign(n=[43] * 4 + [37] * 3 + [36]))  # each split's n in the legend
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["seen (n=43 per emotion)",
+                                                                           "unseen (n=36-37 per emotion)"]
     with pytest.raises(ValueError, match="inside"):
         plots.seen_unseen(df.assign(low=10))
 
