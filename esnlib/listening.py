@@ -728,15 +728,16 @@ def simulate_answers(key_dir, rater_id: str, out_path, p=(0.6, 0.1, 0.3), seed: 
 
 
 def plot_winrate(wr: pd.DataFrame, title: str | None = None):
-    """Figure 8: ``esnlib.plots.winrate_bars`` (stacked win/tie/loss per emotion + average) with the bootstrap 95%
-    CIs of :func:`winrate` drawn as whiskers at the win/tie and tie/loss boundaries of each emotion's bar."""
+    """Figure 8: ``esnlib.plots.winrate_bars`` (stacked win/tie/loss per emotion and pooled over all, each with its
+    n of judgments) with the bootstrap 95% CIs of :func:`winrate` drawn as whiskers at the win/tie and tie/loss
+    boundaries of each bar."""
     from .plots import winrate_bars
 
-    per = wr[wr["target"] != "all"]
-    fig = winrate_bars(per, emotion_col="target", title=title)
+    fig = winrate_bars(wr, emotion_col="target", title=title)
     ax = fig.axes[0]
-    ypos = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
-    for r in per.itertuples():
+    # a bar's label is its target ("all" for the pooled row) followed by " (pooled)" / " (n=...)"
+    ypos = {t.get_text().split(" (")[0]: y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
+    for r in wr.itertuples():
         y = ypos[r.target]
         tot = r.win + r.tie + r.loss
         w, l0 = 100 * r.win / tot, 100 * (1 - r.loss / tot)

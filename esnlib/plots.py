@@ -419,20 +419,27 @@ def seen_unseen(
 
 def winrate_bars(
     df: pd.DataFrame, emotion_col: str = "emotion", cols: Sequence[str] = ("win", "tie", "loss"),
-    average: bool = True, title: str | None = None,
+    average: bool = True, title: str | None = None, n_col: str = "n",
 ) -> Figure:
     """Figure 8: stacked win / tie / loss bars (%) per emotion (and their average) of intervened vs baseline.
 
-    ``df``: one row per emotion with counts or rates in ``cols``; each row is normalized to 100%.
+    ``df``: one row per emotion with counts or rates in ``cols``; each row is normalized to 100%. A row named
+    ``"all"`` (``listening.winrate``'s pooled row) is drawn last, as "all (pooled)", instead of the unweighted
+    ``average``; with an ``n_col`` column each bar's label carries its n (judgments).
     """
     _require(df, [emotion_col, *cols], "winrate_bars")
     t = df.set_index(emotion_col)[list(cols)].astype(float)
     if (t < 0).any().any() or (t.sum(axis=1) <= 0).any():
         raise ValueError("winrate_bars: win/tie/loss must be non-negative with a positive total per emotion.")
     t = t.div(t.sum(axis=1), axis=0) * 100
-    t = t.reindex(_order(t.index))
-    if average:
+    t = t.reindex(_order([e for e in t.index if e != "all"]) + (["all"] if "all" in t.index else []))
+    if average and "all" not in t.index:
         t.loc["average"] = t.mean()
+    names = {"all": "all (pooled)"}
+    if n_col in df:
+        n = df.set_index(emotion_col)[n_col]
+        names = {e: f"{names.get(e, e)} (n={int(n[e])})" for e in t.index if e in n.index}
+    t.index = [names.get(e, e) for e in t.index]
     fig = Figure(figsize=(6.0, 0.5 * len(t) + 1.2))
     ax = fig.add_subplot()
     left = np.zeros(len(t))

@@ -352,5 +352,13 @@ def test_plot_winrate(ab, tmp_path):
     wr = winrate(read_answers(f, ex.key_dir), n_boot=100)
     fig = plot_winrate(wr, title="SIMULATED")
     ax = fig.axes[0]
-    assert len(ax.containers) >= 3 + 2 * 4  # three stacked bar groups + a win and a loss whisker per emotion
-    assert [t.get_text() for t in ax.get_yticklabels()][:4] == list(wr["target"][:4])
+    emos = [e for e in wr["target"] if e != "all"]
+    # three stacked bar groups + a win and a loss whisker per emotion and for the pooled row
+    assert len(ax.containers) == 3 + 2 * (len(emos) + 1)
+    n = dict(zip(wr["target"], wr["n"]))
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{e} (n={n[e]})" for e in emos] + [
+        f"all (pooled) (n={n['all']})"]
+    # the pooled row's whiskers are its own CI (not an unweighted average of the emotions)
+    all_ = wr.set_index("target").loc["all"]
+    win_bar = ax.containers[-2].lines[2][0].get_segments()[0][:, 0]
+    np.testing.assert_allclose(win_bar, [100 * all_.win_lo, 100 * all_.win_hi])
