@@ -143,8 +143,8 @@ def effect_table(
     baseline on exactly the same (utt_id, e_tgt) pairs). Both frames must hold a single condition (one row per
     key); a missing prediction counts as a miss. Rows: e_mask, columns: e_tgt, both in ``emotions`` order
     (default: the labels present, in esnlib.EMOTIONS order; labels outside ``emotions`` are dropped). Cells
-    without samples are NaN. Each cell's n and paired bootstrap 95 % CI (over sources: one pair a source in a
-    cell) ride along in ``attrs["cells"]`` (:func:`attach_cells`; drawn by ``plots.effect_heatmaps``).
+    without samples are NaN. Each cell's n, paired bootstrap 95 % CI (over sources: one pair a source in a cell)
+    and exact McNemar p ride along in ``attrs["cells"]`` (:func:`attach_cells`; drawn by ``plots.effect_heatmaps``).
     """
     for name, frame, cols in (
         ("df", df, (id_col, target_col, mask_col, judge_col)),
@@ -178,8 +178,9 @@ def effect_table(
     cells = []
     for (e_mask, e_tgt), g in groups:
         ci = clustered_mean_ci(g["_d"].to_numpy(), g[id_col].to_numpy())
+        d = g["_d"].to_numpy()
         cells.append({"e_mask": e_mask, "e_tgt": e_tgt, "delta": scale * ci.estimate, "low": scale * ci.low,
-                      "high": scale * ci.high, "n": len(g)})
+                      "high": scale * ci.high, "n": len(g), "mcnemar_p": mcnemar_p(d > 0, d < 0)})
     if emotions is None:
         from .selection import _emotion_order
 
@@ -189,14 +190,16 @@ def effect_table(
         rows = cols = list(emotions)
     table = table.reindex(index=rows, columns=cols)
     table.index.name, table.columns.name = "e_mask", "e_tgt"
-    return attach_cells(table, pd.DataFrame(cells, columns=["e_mask", "e_tgt", "delta", "low", "high", "n"]))
+    return attach_cells(table, pd.DataFrame(cells, columns=["e_mask", "e_tgt", "delta", "low", "high", "n",
+                                                           "mcnemar_p"]))
 
 
 def attach_cells(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """``table`` with ``cells`` in ``table.attrs["cells"]``: a long frame, one row per cell, keyed by the table's
     index and column names (e.g. e_mask, e_tgt), with ``delta`` (the cell's value), ``n`` (its samples) and, where
-    known, ``low`` / ``high`` (its 95 % CI). ``plots.effect_heatmaps`` draws them while they still describe the
-    table's values (a table rescaled or edited afterwards is drawn without them)."""
+    known, ``low`` / ``high`` (its 95 % CI) and ``mcnemar_p`` (the exact paired test of its change; for changes that
+    are not 0/1, the sign test on them). ``plots.effect_heatmaps`` draws them while they still describe the table's
+    values (a table rescaled or edited afterwards is drawn without them)."""
     keys = [table.index.name, table.columns.name]
     missing = [c for c in (*keys, "delta", "n") if c not in cells.columns]
     if missing:

@@ -147,7 +147,9 @@ def effect_heatmaps(
     ``tables``: an ``evaluation.effect_table`` or a mapping panel title -> table. Diverging colormap centred at
     0 with one colour scale shared by all panels (``vmax`` defaults to the largest |value|); cells annotated. A
     table that carries its cells (``attrs["cells"]``: ``effect_table``, ``tables.ser_effect_table``,
-    ``tables.cell_table``) has each cell's n under its value and the cells whose 95 % CI excludes 0 outlined.
+    ``tables.cell_table``) has each cell's n under its value and the cells whose paired change is significant
+    (exact McNemar p < 0.05, which stays valid with the few sources of a sweep's cell, where a bootstrap CI does
+    not) outlined.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -170,11 +172,11 @@ def effect_heatmaps(
     fig = Figure(figsize=(3.1 * ncols + 1.0, 3.1 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     sns = _sns()
-    with_n = with_ci = False
+    with_n = with_p = False
     for i, (name, t) in enumerate(tables.items()):
         ax = axes.flat[i]
         v = t.to_numpy(dtype=float)
-        cell_n, lo, hi = _cells(t)
+        cell_n, p = _cells(t)
         annot = np.array([[("" if not np.isfinite(x) else format(x, fmt))
                            + ("" if cell_n is None or not np.isfinite(k) else f"\nn={int(k)}")
                            for x, k in zip(row, krow)] for row, krow in
@@ -182,10 +184,10 @@ def effect_heatmaps(
         sns.heatmap(t.astype(float), ax=ax, cmap=DIVERGING, center=0, vmin=-vmax, vmax=vmax, annot=annot, fmt="",
                     annot_kws={"fontsize": 7 if cell_n is not None else 8}, cbar=False, square=True,
                     linewidths=0.5)
-        if lo is not None:
-            for r_, c_ in zip(*np.nonzero((lo > 0) | (hi < 0))):
+        if p is not None:
+            for r_, c_ in zip(*np.nonzero(p < 0.05)):
                 ax.add_patch(Rectangle((c_, r_), 1, 1, fill=False, edgecolor="k", lw=1.8, clip_on=False))
-        with_n, with_ci = with_n or cell_n is not None, with_ci or lo is not None
+        with_n, with_p = with_n or cell_n is not None, with_p or p is not None
         ax.set_title(textwrap.fill(str(name), 32))
         ax.set_xlabel(t.columns.name or "e_tgt")
         ax.set_ylabel(t.index.name or "e_mask")
@@ -199,26 +201,25 @@ def effect_heatmaps(
     if title:
         fig.suptitle(title)
     if with_n:
-        fig.supxlabel("n: paired samples per cell" + ("; outlined: the cell's paired bootstrap 95 % CI excludes 0"
-                                                       if with_ci else ""), fontsize=8)
+        fig.supxlabel("n: paired samples per cell" + ("; outlined: a significant change (exact McNemar p < 0.05)"
+                                                       if with_p else ""), fontsize=8)
     return fig
 
 
 def _cells(t: pd.DataFrame):
-    """The (n, low, high) arrays aligned with ``t`` from ``t.attrs["cells"]`` (``evaluation.attach_cells``); None for
-    what is not known, and all None when the cells no longer describe ``t`` (a table rescaled or edited since)."""
+    """The (n, McNemar p) arrays aligned with ``t`` from ``t.attrs["cells"]`` (``evaluation.attach_cells``); None
+    for what is not known, and both None when the cells no longer describe ``t`` (a table rescaled or edited
+    since)."""
     cells = t.attrs.get("cells")
     keys = [t.index.name, t.columns.name]
     if not isinstance(cells, pd.DataFrame) or not set(keys + ["delta", "n"]) <= set(cells.columns):
-        return None, None, None
+        return None, None
     wide = {c: cells.pivot_table(index=keys[0], columns=keys[1], values=c, aggfunc="first", dropna=False)
                  .reindex(index=t.index, columns=t.columns).to_numpy(dtype=float)
-            for c in ("delta", "n", "low", "high") if c in cells.columns}
+            for c in ("delta", "n", "mcnemar_p") if c in cells.columns}
     if not np.allclose(wide["delta"], t.to_numpy(dtype=float), rtol=1e-9, atol=1e-9, equal_nan=True):
-        return None, None, None
-    if "low" not in wide or "high" not in wide:
-        return wide["n"], None, None
-    return wide["n"], wide["low"], wide["high"]
+        return None, None
+    return wide["n"], wide.get("mcnemar_p")
 
 
 def selector_summary(

@@ -127,10 +127,11 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
       :func:`ser_effects`), accuracy averaged over masks.
     - ``union``: one pass with the union of all emotions' masks.
     Returns per strategy and true emotion the accuracy (%), its change against the baseline (``delta``, pp) with a
-    paired bootstrap 95 % CI over items (``low`` / ``high``) and ``n`` items.
+    paired bootstrap 95 % CI over items (``low`` / ``high``), ``n`` items and ``mcnemar_p`` (exact; for ``mix``,
+    whose per-item accuracy is a share of masks, the sign test on the per-item changes).
     """
     from . import Intervention
-    from .evaluation import clustered_mean_ci
+    from .evaluation import clustered_mean_ci, mcnemar_p
 
     utts = {u.id: u for u in world.split(split, n, emotion=None)}
     b = base.drop_duplicates("utt_id").set_index("utt_id")
@@ -139,10 +140,11 @@ def ser_label_free(world: World, maskset: MaskSet, base: pd.DataFrame, per_mask:
     def acc_rows(name, df):
         for emo, g in df.groupby("emotion"):
             hit_base = b.loc[g["utt_id"], "pred"].to_numpy() == emo
-            ci = clustered_mean_ci(g["correct"].to_numpy(dtype=float) - hit_base, g["utt_id"].to_numpy())
+            d = g["correct"].to_numpy(dtype=float) - hit_base
+            ci = clustered_mean_ci(d, g["utt_id"].to_numpy())
             out.append({"strategy": name, "emotion": emo, "accuracy": 100 * float(g["correct"].mean()),
                         "delta": 100 * (float(g["correct"].mean()) - float(hit_base.mean())), "n": len(g),
-                        "low": 100 * ci.low, "high": 100 * ci.high})
+                        "low": 100 * ci.low, "high": 100 * ci.high, "mcnemar_p": mcnemar_p(d > 0, d < 0)})
 
     oracle = per_mask[per_mask["mask_emotion"] == per_mask["emotion"]]
     acc_rows("oracle", oracle)

@@ -206,10 +206,10 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
 
     measure="accuracy": Δ recall of each true emotion (deactivation: self cells should drop most).
     measure="predicted": Δ share of items predicted as e_mask (amplification: self-steering toward e_mask).
-    Each cell's n (items) and paired bootstrap 95 % CI over items ride along in ``attrs["cells"]``
-    (``evaluation.attach_cells``; drawn by ``plots.effect_heatmaps``).
+    Each cell's n (items), paired bootstrap 95 % CI over items and exact McNemar p ride along in
+    ``attrs["cells"]`` (``evaluation.attach_cells``; drawn by ``plots.effect_heatmaps``).
     """
-    from .evaluation import attach_cells, clustered_mean_ci
+    from .evaluation import attach_cells, clustered_mean_ci, mcnemar_p
 
     if measure not in ("accuracy", "predicted"):
         raise ValueError(f"measure must be 'accuracy' or 'predicted', got {measure!r}")
@@ -224,7 +224,8 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
             hit, hit_base = (gg["pred"] == label).to_numpy(), (bb.loc[idx, "pred"] == label).to_numpy()
             ci = clustered_mean_ci(hit.astype(float) - hit_base, np.asarray(idx))
             recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100.0 * float(hit.mean() - hit_base.mean()),
-                         "low": 100 * ci.low, "high": 100 * ci.high, "n": len(gg)})
+                         "low": 100 * ci.low, "high": 100 * ci.high, "n": len(gg),
+                         "mcnemar_p": mcnemar_p(hit, hit_base)})
     cells = pd.DataFrame(recs)
     t = cells.pivot(index="e_mask", columns="emotion", values="delta")
     order = [e for e in EMOTIONS if e in t.index] + [e for e in t.index if e not in EMOTIONS]
@@ -234,7 +235,7 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
 
 def cell_table(cells: pd.DataFrame, index: str, columns: str, value: str = "delta") -> pd.DataFrame:
     """The wide ``index`` x ``columns`` table of ``value`` from a long per-cell table (e.g. ``ser_effect_ci``'s,
-    ``ser_label_free``'s), carrying the cells' ``n`` and, where present, ``low`` / ``high`` for
+    ``ser_label_free``'s), carrying the cells' ``n`` and, where present, ``low`` / ``high`` and ``mcnemar_p`` for
     ``plots.effect_heatmaps`` (``evaluation.attach_cells``)."""
     from .evaluation import attach_cells
 
@@ -247,7 +248,7 @@ def cell_table(cells: pd.DataFrame, index: str, columns: str, value: str = "delt
 
     t = cells.pivot(index=index, columns=columns, values=value)
     t = t.reindex(index=order(cells[index]), columns=order(cells[columns]))
-    keep = [c for c in ("low", "high", "n") if c in cells.columns]
+    keep = [c for c in ("low", "high", "n", "mcnemar_p") if c in cells.columns]
     return attach_cells(t, cells[[index, columns, *keep]].assign(delta=cells[value]))
 
 

@@ -23,8 +23,8 @@
 # cross effect = off-diagonal mean, gap = self − cross, each with a 95 % bootstrap CI over source utterances and
 # McNemar's test on the self pairs. CAS and random (the headline pair) use `n_eval` sources on the diagonal and
 # `n_cross` off it; LAP, LAPE and MAD use `n_sweep` sources per cell. Every heatmap writes a cell's n under its
-# value and outlines the cells whose 95 % CI (paired bootstrap over the cell's sources) excludes 0: a ±12.5 pp from
-# n = 8 is one source of eight.
+# value and outlines the cells whose change is significant by the exact paired test (McNemar p < 0.05): a ±12.5 pp
+# from n = 8 is one source of eight.
 # On the demo LALM r defaults to `X.DEMO_RATE` and α to `X.DEMO_ALPHA` (printed above; docs/demo_world.md says why);
 # its identification statistics count the whole generation, prompt included, as the paper's do
 # (`DemoAdapter(evc_stat_positions="generated")` counts the answer's positions only).

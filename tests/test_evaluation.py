@@ -92,8 +92,11 @@ def test_effect_table_carries_each_cells_n_and_ci():
     for (m, e), c in cells.iterrows():
         assert c["delta"] == pytest.approx(t.loc[m, e])
         assert c["low"] <= c["delta"] <= c["high"]
-    # angry x angry: three of four sources gain a match, none loses one: the CI lies above 0
+    # angry x angry: three of four sources gain a match, none loses one: the bootstrap CI lies above 0, but three
+    # discordant pairs are no evidence by the exact test (p = 2 / 2**3), which is what the heatmaps outline by
     assert cells.loc[("angry", "angry"), "low"] > 0
+    assert cells.loc[("angry", "angry"), "mcnemar_p"] == pytest.approx(0.25)
+    assert cells.loc[("angry", "sad"), "mcnemar_p"] == 1.0  # no source changed
     # sad x angry: one source gains, the three others are unchanged: with n = 4 the CI reaches 0
     assert cells.loc[("sad", "angry"), "low"] == 0 and cells.loc[("sad", "angry"), "high"] > 0
     # the same bootstrap as the summaries' (a source resampled whole), so the bounds are that CI's

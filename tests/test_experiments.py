@@ -323,6 +323,7 @@ def test_ser_effect_table_signs():
     assert (cells["n"] == 2).all()
     assert (cells["low"] <= cells["delta"]).all() and (cells["delta"] <= cells["high"]).all()
     assert cells.loc[("angry", "angry"), ["low", "high"]].tolist() == [-100, -100]  # both items lost: no spread
+    assert cells.loc[("angry", "angry"), "mcnemar_p"] == pytest.approx(0.5)  # but two items prove nothing
     amp = X.ser_effect_table(rows, base, "predicted")  # share predicted as e_mask: the sad mask's neutral item
     assert amp.loc["sad", "sad"] == -50 and amp.attrs["cells"].set_index(["e_mask", "emotion"]).loc[
         ("sad", "sad"), "delta"] == -50

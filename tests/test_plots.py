@@ -60,7 +60,7 @@ def test_effect_heatmaps(tmp_path):
         plots.effect_heatmaps({})
 
 
-def test_effect_heatmaps_draw_each_cells_n_and_outline_the_cells_whose_ci_excludes_0(tmp_path):
+def test_effect_heatmaps_draw_each_cells_n_and_outline_the_significant_cells(tmp_path):
     from matplotlib.patches import Rectangle
 
     from esnlib.evaluation import attach_cells
@@ -68,23 +68,22 @@ def test_effect_heatmaps_draw_each_cells_n_and_outline_the_cells_whose_ci_exclud
     t = _effect(4)
     cells = t.stack().rename("delta").reset_index()
     cells["n"] = np.where(cells.e_mask == cells.e_tgt, 80, 8)
-    cells["low"], cells["high"] = cells["delta"] - 1.0, cells["delta"] + 1.0
-    cells.loc[(cells.e_mask == "sad") & (cells.e_tgt == "angry"), ["low", "high"]] = [-1.0, 9.0]  # contains 0
+    cells["mcnemar_p"] = np.where(cells.e_mask == cells.e_tgt, 0.01, 0.5)
+    cells.loc[(cells.e_mask == "sad") & (cells.e_tgt == "sad"), "mcnemar_p"] = 0.05  # not below 0.05
+    cells.loc[(cells.e_mask == "happy") & (cells.e_tgt == "angry"), "mcnemar_p"] = np.nan  # unknown: not outlined
     fig = _check(plots.effect_heatmaps({"CAS": attach_cells(t, cells)}), "heat_cells", tmp_path)
     ax = fig.axes[0]
     texts = {tuple(np.floor(tx.get_position()).astype(int)): tx.get_text() for tx in ax.texts}
     assert texts[(0, 0)] == f"{t.iloc[0, 0]:+.1f}\nn=80" and texts[(1, 0)] == f"{t.iloc[0, 1]:+.1f}\nn=8"
     boxed = {(int(p.get_x()), int(p.get_y())) for p in ax.patches if isinstance(p, Rectangle) and not p.get_fill()}
-    excl = (cells["low"] > 0) | (cells["high"] < 0)
-    expect = {(EMOS.index(r.e_tgt), EMOS.index(r.e_mask)) for r in cells[excl].itertuples()}
-    assert boxed == expect and (EMOS.index("angry"), EMOS.index("sad")) not in boxed and 0 < len(boxed) < 16
-    assert "outlined" in fig.get_supxlabel() and "n: paired samples per cell" in fig.get_supxlabel()
+    assert boxed == {(i, i) for i in range(4)} - {(2, 2)}  # (column, row): the diagonal but sad
+    assert "McNemar p < 0.05" in fig.get_supxlabel() and "n: paired samples per cell" in fig.get_supxlabel()
     # a table rescaled after its cells were attached is drawn without them (they would be stale)
     fig = plots.effect_heatmaps({"CAS": attach_cells(t, cells) / 100})
     assert all("n=" not in tx.get_text() for tx in fig.axes[0].texts)
     assert not [p for p in fig.axes[0].patches if isinstance(p, Rectangle) and not p.get_fill()]
-    # cells with n but no CI: n drawn, nothing outlined, and the caption says only what is drawn
-    fig = plots.effect_heatmaps({"CAS": attach_cells(_effect(4), cells.drop(columns=["low", "high"]))})
+    # cells with n but no test: n drawn, nothing outlined, and the caption says only what is drawn
+    fig = plots.effect_heatmaps({"CAS": attach_cells(_effect(4), cells.drop(columns="mcnemar_p"))})
     assert any(tx.get_text().endswith("n=80") for tx in fig.axes[0].texts) and "outlined" not in fig.get_supxlabel()
 
 
