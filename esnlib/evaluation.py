@@ -177,8 +177,8 @@ def effect_table(
     table = groups["_d"].mean().unstack(target_col) * scale
     cells = []
     for (e_mask, e_tgt), g in groups:
-        ci = clustered_mean_ci(g["_d"].to_numpy(), g[id_col].to_numpy())
         d = g["_d"].to_numpy()
+        ci = clustered_mean_ci(d, g[id_col].to_numpy())
         cells.append({"e_mask": e_mask, "e_tgt": e_tgt, "delta": scale * ci.estimate, "low": scale * ci.low,
                       "high": scale * ci.high, "n": len(g), "mcnemar_p": mcnemar_p(d > 0, d < 0)})
     if emotions is None:
