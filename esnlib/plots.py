@@ -177,12 +177,12 @@ def effect_heatmaps(
         ax = axes.flat[i]
         v = t.to_numpy(dtype=float)
         cell_n, p = _cells(t)
-        annot = np.array([[("" if not np.isfinite(x) else format(x, fmt))
-                           + ("" if cell_n is None or not np.isfinite(k) else f"\nn={int(k)}")
-                           for x, k in zip(row, krow)] for row, krow in
-                          zip(v, cell_n if cell_n is not None else np.full(v.shape, np.nan))])
-        sns.heatmap(t.astype(float), ax=ax, cmap=DIVERGING, center=0, vmin=-vmax, vmax=vmax, annot=annot, fmt="",
-                    annot_kws={"fontsize": 7 if cell_n is not None else 8}, cbar=False, square=True,
+        annot = [["" if not np.isfinite(x) else format(x, fmt) for x in row] for row in v]
+        if cell_n is not None:
+            annot = [[a + (f"\nn={int(k)}" if np.isfinite(k) else "") for a, k in zip(ra, rk)]
+                     for ra, rk in zip(annot, cell_n)]
+        sns.heatmap(t.astype(float), ax=ax, cmap=DIVERGING, center=0, vmin=-vmax, vmax=vmax, annot=np.array(annot),
+                    fmt="", annot_kws={"fontsize": 7 if cell_n is not None else 8}, cbar=False, square=True,
                     linewidths=0.5)
         if p is not None:
             for r_, c_ in zip(*np.nonzero(p < 0.05)):

@@ -209,28 +209,9 @@ def ser_effect_table(rows: pd.DataFrame, base: pd.DataFrame, measure: str = "acc
     Each cell's n (items), paired bootstrap 95 % CI over items and exact McNemar p ride along in
     ``attrs["cells"]`` (``evaluation.attach_cells``; drawn by ``plots.effect_heatmaps``).
     """
-    from .evaluation import attach_cells, clustered_mean_ci, mcnemar_p
-
     if measure not in ("accuracy", "predicted"):
         raise ValueError(f"measure must be 'accuracy' or 'predicted', got {measure!r}")
-    b = base.drop_duplicates("utt_id").set_index("utt_id")
-    recs = []
-    for e_mask, g in rows.groupby("mask_emotion"):
-        g = g.set_index("utt_id")
-        bb = b.reindex(g.index)
-        for emo, gg in g.groupby("emotion"):
-            idx = gg.index
-            label = emo if measure == "accuracy" else e_mask
-            hit, hit_base = (gg["pred"] == label).to_numpy(), (bb.loc[idx, "pred"] == label).to_numpy()
-            ci = clustered_mean_ci(hit.astype(float) - hit_base, np.asarray(idx))
-            recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100.0 * float(hit.mean() - hit_base.mean()),
-                         "low": 100 * ci.low, "high": 100 * ci.high, "n": len(gg),
-                         "mcnemar_p": mcnemar_p(hit, hit_base)})
-    cells = pd.DataFrame(recs)
-    t = cells.pivot(index="e_mask", columns="emotion", values="delta")
-    order = [e for e in EMOTIONS if e in t.index] + [e for e in t.index if e not in EMOTIONS]
-    cols = [e for e in EMOTIONS if e in t.columns] + [e for e in t.columns if e not in EMOTIONS]
-    return attach_cells(t.reindex(index=order, columns=cols), cells)
+    return cell_table(_ser_cells(rows, base, measure), "e_mask", "emotion")
 
 
 def cell_table(cells: pd.DataFrame, index: str, columns: str, value: str = "delta") -> pd.DataFrame:
@@ -242,6 +223,7 @@ def cell_table(cells: pd.DataFrame, index: str, columns: str, value: str = "delt
     missing = [c for c in (index, columns, value, "n") if c not in cells.columns]
     if missing:
         raise KeyError(f"cell_table: cells lack columns {missing} (has {list(cells.columns)}).")
+
     def order(labels):  # emotions in esnlib.EMOTIONS order, other labels (strategies, ...) as they come
         labels = list(pd.unique(labels))
         return [e for e in EMOTIONS if e in labels] + [x for x in labels if x not in EMOTIONS]
@@ -255,16 +237,31 @@ def cell_table(cells: pd.DataFrame, index: str, columns: str, value: str = "delt
 def ser_effect_ci(rows: pd.DataFrame, base: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """The long companion of :func:`ser_effect_table` (accuracy): per (e_mask, true emotion) Δ recall (pp) with a
     paired bootstrap 95 % CI over items, n and McNemar's p."""
+    lost = sorted(set(rows["utt_id"]) - set(base["utt_id"]))
+    if lost:
+        raise KeyError(f"ser_effect_ci: {len(lost)} items have no baseline row (e.g. {lost[:3]}); run the SER "
+                       "baseline on the same items.")
+    c = _ser_cells(rows, base, "accuracy", n_boot, seed)
+    return c.assign(delta=c["mean_diff"])[["e_mask", "emotion", "delta", "low", "high", "n", "mcnemar_p"]]
+
+
+def _ser_cells(rows, base, measure, n_boot=2000, seed=0) -> pd.DataFrame:
+    """Per (e_mask, true emotion): the change of the item's hit (its true emotion for ``accuracy``, e_mask for
+    ``predicted``) against the baseline of the same items, pp: ``delta`` (difference of the two rates, the tables'
+    value) and ``mean_diff`` (mean paired change, the CI's estimate: the same number to float rounding), ``low`` /
+    ``high`` (bootstrap over items), ``n`` and McNemar's p. An item without a baseline row counts as a baseline
+    miss."""
     from .evaluation import clustered_mean_ci, mcnemar_p
 
-    b = base.drop_duplicates("utt_id").set_index("utt_id")
+    b = base.drop_duplicates("utt_id").set_index("utt_id")["pred"]
     recs = []
     for (e_mask, emo), g in rows.groupby(["mask_emotion", "emotion"]):
-        t = (g["pred"] == emo).to_numpy()
-        bb = (b.loc[g["utt_id"], "pred"] == emo).to_numpy()
-        ci = clustered_mean_ci(t.astype(float) - bb, g["utt_id"].to_numpy(), n_boot, seed=seed)
-        recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100 * ci.estimate, "low": 100 * ci.low,
-                     "high": 100 * ci.high, "n": len(g), "mcnemar_p": mcnemar_p(t, bb)})
+        label = emo if measure == "accuracy" else e_mask
+        hit, hit_base = (g["pred"] == label).to_numpy(), (b.reindex(g["utt_id"]) == label).to_numpy()
+        ci = clustered_mean_ci(hit.astype(float) - hit_base, g["utt_id"].to_numpy(), n_boot, seed=seed)
+        recs.append({"e_mask": e_mask, "emotion": emo, "delta": 100.0 * float(hit.mean() - hit_base.mean()),
+                     "mean_diff": 100 * ci.estimate, "low": 100 * ci.low, "high": 100 * ci.high, "n": len(g),
+                     "mcnemar_p": mcnemar_p(hit, hit_base)})
     return pd.DataFrame(recs)
 
 

@@ -329,6 +329,13 @@ def test_ser_effect_table_signs():
         ("sad", "sad"), "delta"] == -50
     with pytest.raises(ValueError, match="accuracy' or 'predicted"):
         X.ser_effect_table(rows, base, "recall")
+    ci = X.ser_effect_ci(rows, base).set_index(["e_mask", "emotion"])  # the long companion: the same cells
+    assert list(ci.columns) == ["delta", "low", "high", "n", "mcnemar_p"]
+    pd.testing.assert_frame_equal(ci[["low", "high", "n", "mcnemar_p"]],
+                                  cells[["low", "high", "n", "mcnemar_p"]].sort_index(), check_names=False)
+    assert ci["delta"].to_numpy() == pytest.approx(cells["delta"].sort_index().to_numpy())
+    with pytest.raises(KeyError, match="no baseline row"):
+        X.ser_effect_ci(rows, base[base.utt_id != "a"])
 
 
 def test_cell_table_orders_emotions_and_keeps_the_cells():
